@@ -1,0 +1,41 @@
+# pg-ml-kit — the two commands a newcomer needs are `make lab` and `make test`.
+# Every target is a thin wrapper around scripts/ (which say what they do as they go).
+# KIT_BACKEND=docker|native|external forces how the database runs (default: Docker if an engine answers).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+NBVAL := --nbval --nbval-kernel-name pg-ml-kit --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+.PHONY: help lab test db db-stop db-reset db-destroy venv check bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+lab: db venv  ## provision everything, then start JupyterLab on notebooks/
+	@scripts/lab.sh
+
+test: db venv  ## provision everything, then run the SQL tests and every notebook under nbval
+	$(PY) -m pytest tests
+	$(PY) -m pytest $(NBVAL) notebooks
+
+db:  ## start the database only; the last line printed is its URL
+	@scripts/db.sh up
+
+db-stop:  ## stop the database
+	@scripts/db.sh stop
+
+db-reset:  ## drop and recreate the workshop database (start the course over)
+	@scripts/db.sh reset
+
+db-destroy:  ## remove the kit's cluster/container and its server-side packages
+	@scripts/db.sh destroy
+
+venv:  ## the client environment (.venv + the pg-ml-kit Jupyter kernel)
+	@scripts/client_env.sh
+
+check: db venv  ## the setup check of notebook 00, in the terminal
+	@$(PY) -m pgmlkit.check
+
+clean:  ## remove .venv, build/ and caches (the database stays; see db-destroy)
+	rm -rf .venv build .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
