@@ -74,3 +74,15 @@ def sql_engine():
 
     connect().close()  # fails with a clear message if the database is down
     return sqlalchemy.create_engine(sqlalchemy_url())
+
+
+def run_sql_block(name: str, block: str, conn: psycopg.Connection | None = None) -> None:
+    """Execute one `-- @block` section of sql/<name> (e.g. the talk's version of a function,
+    shown failing before the file's fixed version replaces it)."""
+    owned = conn is None
+    conn = conn or connect()
+    try:
+        conn.execute(sql_block(name, block))
+    finally:
+        if owned:
+            conn.close()
