@@ -11,7 +11,7 @@ python_bin="$(command -v "/usr/bin/python$PYTHON_MINOR" || command -v "python$PY
 [[ -n "$python_bin" ]] || fail "python$PYTHON_MINOR is not on PATH; the notebook kernel must run the same Python minor as PL/Python in the server." \
     "Install Python $PYTHON_MINOR (Debian/Ubuntu: sudo apt-get install python$PYTHON_MINOR python$PYTHON_MINOR-venv; or use conda: conda env create -f environment.yml)."
 
-stamp=$(pins_stamp "$KIT_ROOT/requirements/client.txt" "$KIT_ROOT/requirements/server.txt" "$KIT_ROOT/pyproject.toml")
+stamp=$(pins_stamp "$KIT_ROOT/requirements/client.txt" "$KIT_ROOT/requirements/server.txt" "$KIT_ROOT/setup.cfg")
 if [[ -f "$VENV/.kit-pins" && "$(cat "$VENV/.kit-pins")" == "$stamp" ]]; then
     info "client environment matches requirements/client.txt (.venv)"
     exit 0

@@ -27,20 +27,19 @@ def _load_all() -> None:
         importlib.import_module(f"{__name__}.{module.name}")
 
 
-def check(exercise_id: str, answer: Any) -> bool:
-    """Print a ✅ / ❌ line for the attendee and return whether the answer is right."""
+def check(exercise_id: str, answer: Any) -> None:
+    """Print a ✅ / ❌ line for the attendee, in plain words."""
     _load_all()
     if exercise_id not in _CHECKS:
         raise KeyError(f"No check registered for exercise {exercise_id}")
     if answer is Ellipsis:
         print(f"❌ Not yet: exercise {exercise_id} is unanswered — replace the ... with your answer and run the cell.")
-        return False
+        return
     try:
         ok, message = _CHECKS[exercise_id](answer)
     except Exception as error:  # a broken answer is feedback, not a crash
         ok, message = False, f"your answer raised {type(error).__name__}: {error}"
     print(f"✅ Correct: {message}" if ok else f"❌ Not yet: {message}")
-    return ok
 
 
 def registered() -> list[str]:

@@ -1,0 +1,1 @@
+answer = "SELECT kit_server_environment() -> 'packages' ->> 'numpy'"
