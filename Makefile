@@ -4,7 +4,6 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
-NBVAL := --nbval --nbval-kernel-name pg-ml-kit --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 .PHONY: help lab test db db-stop db-reset db-destroy venv check bench clean
 
@@ -15,8 +14,9 @@ lab: db venv  ## provision everything, then start JupyterLab on notebooks/
 	@scripts/lab.sh
 
 test: db venv  ## provision everything, then run the SQL tests and every notebook under nbval
+	$(PY) -m pgmlkit.check
 	$(PY) -m pytest tests
-	$(PY) -m pytest $(NBVAL) notebooks
+	scripts/test_notebooks.sh
 
 db:  ## start the database only; the last line printed is its URL
 	@scripts/db.sh up
