@@ -31,8 +31,11 @@ $$;
 
 -- @block load_sample_customers
 -- Replace the table's contents with the talk's three rows plus n_rows generated ones.
--- The same seed gives the same rows on every machine (setseed + random() are deterministic
--- in one statement). Box–Muller turns two uniform numbers into one normally distributed one.
+-- The same seed gives the same rows on every machine: setseed() fixes the sequence random()
+-- draws from, and each generated row draws its numbers in the same order, so row k depends
+-- only on the seed and k — a larger n_rows extends the same sequence. Box–Muller turns two
+-- uniform numbers into one normally distributed one. (Triggers on customer_data fire for these
+-- rows like for any INSERT; a trigger that fills purchase_amount should only do so when it is NULL.)
 CREATE OR REPLACE FUNCTION load_sample_customers(n_rows integer DEFAULT 100000, seed integer DEFAULT 42)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -41,8 +44,12 @@ DECLARE
     t record;
 BEGIN
     IF n_rows IS NULL OR n_rows < 0 THEN
-        RAISE EXCEPTION 'load_sample_customers: n_rows must be 0 or more, got %', n_rows
+        RAISE EXCEPTION 'load_sample_customers: n_rows must be 0 or more, got %', coalesce(n_rows::text, 'NULL')
             USING HINT = 'For example: SELECT load_sample_customers(100000, 42);';
+    END IF;
+    IF seed IS NULL THEN   -- setseed(NULL) would silently leave the sequence unseeded
+        RAISE EXCEPTION 'load_sample_customers: seed must not be NULL'
+            USING HINT = 'Any integer; the same seed gives the same rows: SELECT load_sample_customers(100000, 42);';
     END IF;
     SELECT max(value) FILTER (WHERE term = 'intercept')    AS intercept,
            max(value) FILTER (WHERE term = 'age')          AS age,
