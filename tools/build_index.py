@@ -244,15 +244,19 @@ def targets(lessons: list[Lesson], index: Path = INDEX, readme: Path = README, g
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if something is out of date")
+    parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help="folder of NN_*.ipynb (default: notebooks/)")
+    parser.add_argument("--index", type=Path, default=None, help="default: index.ipynb in the notebooks folder")
+    parser.add_argument("--readme", type=Path, default=README, help="default: README.md")
+    parser.add_argument("--guide", type=Path, default=GUIDE, help="default: docs/instructor-guide.md")
     args = parser.parse_args(argv)
     try:
-        lessons = course()
+        lessons = course(args.notebooks)
     except CourseError as error:
         print(f"[FAIL] {error}", file=sys.stderr)
         return 1
     stale = 0
-    for target in targets(lessons):
-        name = target.path.relative_to(ROOT)
+    for target in targets(lessons, args.index or args.notebooks / INDEX.name, args.readme, args.guide):
+        name = target.path.relative_to(ROOT) if target.path.resolve().is_relative_to(ROOT) else target.path
         if target.note:
             print(f"[SKIP] {name}: {target.note}")
         elif not target.stale:

@@ -5,7 +5,7 @@ Prerequisites section (CONTRIBUTING.md, "Notebooks"):
 
     # 04 · Training in the database
 
-    Train the talk's model inside PostgreSQL, then ...      <- the first sentence is "what it teaches"
+    Train the talk's model inside PostgreSQL, then ...      <- this paragraph is "what it teaches"
     ...
     **Time to learn: 30 minutes**
 
@@ -45,7 +45,7 @@ class Lesson:
     file: str          # "04_training.ipynb"
     title: str         # "Training in the database"
     minutes: int       # from "**Time to learn: N minutes**"
-    teaches: str       # the first sentence after the title
+    teaches: str       # the first paragraph after the title
 
     @property
     def label(self) -> str:
@@ -57,13 +57,10 @@ def is_generated(cell) -> bool:
     return cell.get("metadata", {}).get("pgmlkit") == NAVIGATION
 
 
-def first_sentence(markdown: str) -> str:
-    """The first sentence of the first paragraph, on one line."""
+def first_paragraph(markdown: str) -> str:
+    """The first paragraph, on one line: the author's own summary of the notebook."""
     paragraph = markdown.strip().split("\n\n")[0]
-    text = " ".join(line.strip() for line in paragraph.splitlines())
-    # A sentence ends at ". ", "! " or "? " followed by a capital, a backtick, a star or a digit.
-    match = re.search(r"[.!?](?=\s+[A-Z0-9`*_(\[])", text)
-    return text[: match.end()] if match else text
+    return " ".join(line.strip() for line in paragraph.splitlines())
 
 
 def read_lesson(path: Path) -> Lesson:
@@ -81,8 +78,8 @@ def read_lesson(path: Path) -> Lesson:
         raise CourseError(f"{path.name}: the title says {match.group(1)} but the file name says {number}.")
     rest = "\n".join(lines[1:]).strip()
     if not rest:
-        raise CourseError(f"{path.name}: the title cell needs a sentence after the title that says what the "
-                          "notebook teaches (it becomes the course index entry).")
+        raise CourseError(f"{path.name}: the title cell needs a short paragraph after the title that says what "
+                          "the notebook teaches (it becomes the course index entry).")
     for cell in cells:
         found = TIME_TO_LEARN.search(cell.source)
         if found:
@@ -91,7 +88,7 @@ def read_lesson(path: Path) -> Lesson:
     else:
         raise CourseError(f"{path.name}: no '**Time to learn: N minutes**' line (it goes under the "
                           "Prerequisites table; the index and the agenda add these up).")
-    return Lesson(number, path.name, match.group(2), minutes, first_sentence(rest))
+    return Lesson(number, path.name, match.group(2), minutes, first_paragraph(rest))
 
 
 def notebook_paths(notebooks: Path = NOTEBOOKS) -> list[Path]:
