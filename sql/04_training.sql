@@ -262,22 +262,27 @@ FEATURES = ["age", "income", "credit_score"]
 TARGET = "purchase_amount"
 ALGORITHMS = ("linear", "decision_tree", "random_forest", "gradient_boosting", "mlp")
 USAGE = "For example: SELECT train_purchase_model('purchase_predictor', 'linear');"
+BAD_ARGUMENT = "22023"     # invalid_parameter_value: callers can catch it by SQLSTATE
 
 # Arguments first: a NULL seed would make the split (and the metrics) unrepeatable without a word.
 if not model_name:
-    plpy.error("train_purchase_model: model_name must not be NULL or empty", hint=USAGE)
+    plpy.error("train_purchase_model: model_name must not be NULL or empty", hint=USAGE, sqlstate=BAD_ARGUMENT)
 if algorithm not in ALGORITHMS:
-    plpy.error(f"unknown algorithm {algorithm!r}", hint="Use one of: " + ", ".join(ALGORITHMS) + ".")
+    plpy.error(f"unknown algorithm {algorithm!r}", hint="Use one of: " + ", ".join(ALGORITHMS) + ".",
+               sqlstate=BAD_ARGUMENT)
 if promote is None or seed is None:
-    plpy.error("train_purchase_model: promote and seed must not be NULL", hint=USAGE)
+    plpy.error("train_purchase_model: promote and seed must not be NULL", hint=USAGE, sqlstate=BAD_ARGUMENT)
 if holdout_fraction is None or not 0 < holdout_fraction < 1:
     plpy.error(f"holdout_fraction must be between 0 and 1 (exclusive), got {holdout_fraction}",
-               hint="0.2 keeps a fifth of the rows aside to measure the model on data it never saw.")
+               hint="0.2 keeps a fifth of the rows aside to measure the model on data it never saw.",
+               sqlstate=BAD_ARGUMENT)
 if max_rows is not None and max_rows < 10:
-    plpy.error(f"max_rows must be NULL (all rows) or at least 10, got {max_rows}")
+    plpy.error(f"max_rows must be NULL (all rows) or at least 10, got {max_rows}",
+               hint="max_rows => 10000 trains on the first 10000 rows (by id).", sqlstate=BAD_ARGUMENT)
 options = json.loads(params) if params else {}
 if not isinstance(options, dict):
-    plpy.error(f"params must be a JSON object, got {params}", hint="""For example: '{"max_depth": 6}'""")
+    plpy.error(f"params must be a JSON object, got {params}", hint="""For example: '{"max_depth": 6}'""",
+               sqlstate=BAD_ARGUMENT)
 
 def make_estimator(kind, options):
     if kind == "linear":
@@ -303,7 +308,8 @@ try:
     estimator = make_estimator(algorithm, options)
 except TypeError as error:                                     # an unknown keyword in params
     plpy.error(f"params do not fit algorithm {algorithm!r}: {error}",
-               hint="params are passed to the scikit-learn estimator; use its parameter names.")
+               hint="params are passed to the scikit-learn estimator; use its parameter names.",
+               sqlstate=BAD_ARGUMENT)
 
 # ::float8 in SQL, so Python gets floats instead of Decimal; ORDER BY id keeps the split reproducible.
 limit = "" if max_rows is None else f" LIMIT {int(max_rows)}"
@@ -314,7 +320,8 @@ rows = plpy.execute(
     " ORDER BY id" + limit)
 if rows.nrows() < 10:
     plpy.error(f"customer_data has {rows.nrows()} complete rows; at least 10 are needed to train and evaluate",
-               hint="Load sample data first: SELECT load_sample_customers();")
+               hint="Load sample data first: SELECT load_sample_customers();",
+               sqlstate="22000")                       # data_exception
 X = np.array([[r[f] for f in FEATURES] for r in rows], dtype=np.float64)
 y = np.array([r[TARGET] for r in rows], dtype=np.float64)
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=holdout_fraction, random_state=seed)
@@ -324,7 +331,8 @@ try:
     estimator.fit(X_train, y_train)
 except (ValueError, TypeError) as error:                       # e.g. max_depth = -1 in params
     plpy.error(f"training {algorithm!r} failed: {error}",
-               hint="Check the values in params against the scikit-learn estimator's documentation.")
+               hint="Check the values in params against the scikit-learn estimator's documentation.",
+               sqlstate=BAD_ARGUMENT)
 fit_seconds = time.perf_counter() - started
 predicted = estimator.predict(X_test)
 metrics = {"r2": float(r2_score(y_test, predicted)), "mae": float(mean_absolute_error(y_test, predicted)),
@@ -367,6 +375,8 @@ $$;
 -- their digest and the library versions they were trained with have been checked. A cached
 -- model is reused while the registry's digest for (name, version) is the one it was loaded
 -- with, so a registry rebuilt under the same version numbers is never served from a stale cache.
+-- Errors carry a SQLSTATE a caller can catch: P0002 (no_data_found) nothing deployed,
+-- XX001 (data_corrupted) digest mismatch, 55000 trained with another scikit-learn.
 CREATE OR REPLACE FUNCTION ml_load_model(p_model_name text)
 RETURNS integer
 LANGUAGE plpython3u
@@ -375,7 +385,8 @@ import hashlib, json, pickle
 from importlib import metadata
 
 if p_model_name is None:
-    plpy.error("ml_load_model: the model name is NULL", hint="For example: SELECT ml_load_model('purchase_predictor');")
+    plpy.error("ml_load_model: the model name is NULL", hint="For example: SELECT ml_load_model('purchase_predictor');",
+               sqlstate="22004")                       # null_value_not_allowed
 cache = GD.setdefault("ml_models", {})            # {(model_name, version): model}
 digests = GD.setdefault("ml_models.sha256", {})   # {(model_name, version): sha256 it was loaded with}
 plans = GD.get("ml_load_model.plans")
@@ -393,12 +404,14 @@ if plans is None:                                 # prepared once per session
 found = plans["deployed"].execute([p_model_name])
 if not found or found[0]["version"] is None:
     plpy.error(f"no model named {p_model_name!r} is deployed",
-               hint="Train and deploy one: SELECT train_purchase_model();")
+               hint="Train and deploy one: SELECT train_purchase_model();",
+               sqlstate="P0002")                       # no_data_found: a trigger can catch it and carry on
 version, registered_sha256 = found[0]["version"], found[0]["model_sha256"]
 if registered_sha256 is None:
     plpy.error(f"ml_models says model {p_model_name!r} version {version} is deployed, but the registry has no such version",
                hint="Deploy a registered version: INSERT INTO ml_models (model_name, model_data, version) "
-                    "SELECT model_name, model_data, version FROM ml_model_versions WHERE ...;")
+                    "SELECT model_name, model_data, version FROM ml_model_versions WHERE ...;",
+               sqlstate="P0002")
 key = (p_model_name, version)
 if key in cache and digests.get(key) == registered_sha256:
     return version                                # the fast path: one index lookup, no bytes read
@@ -407,13 +420,15 @@ row = plans["bytes"].execute([p_model_name, version])[0]
 model_bytes = row["model_data"]
 if hashlib.sha256(model_bytes).hexdigest() != registered_sha256:
     plpy.error(f"model {p_model_name!r} version {version}: bytes do not match their sha256 digest; refusing to unpickle",
-               hint="The registry row was altered. Deploy a known-good version: SELECT ml_promote(name, version);")
+               hint="The registry row was altered. Deploy a known-good version: SELECT ml_promote(name, version);",
+               sqlstate="XX001")                       # data_corrupted
 trained_with = json.loads(row["library_versions"])
 running = metadata.version("scikit-learn")
 if trained_with.get("scikit-learn") != running:
     plpy.error(f"model {p_model_name!r} version {version} was trained with scikit-learn "
                f"{trained_with.get('scikit-learn')}, this server runs {running}",
-               hint="Pickles are only guaranteed to load in the version that wrote them: retrain with SELECT train_purchase_model();")
+               hint="Pickles are only guaranteed to load in the version that wrote them: retrain with SELECT train_purchase_model();",
+               sqlstate="55000")                       # object_not_in_prerequisite_state
 for old in [k for k in cache if k[0] == p_model_name]:
     del cache[old]                                # one version per name in memory
     digests.pop(old, None)
