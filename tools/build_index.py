@@ -55,7 +55,7 @@ def agenda(lessons: list[Lesson], full_day: bool) -> list[Slot]:
     """Welcome, the lessons in order, breaks, and a wrap-up.
 
     Full day: a break whenever a block of lessons would pass MAX_BLOCK minutes; the first break after
-    11:45 is lunch. Half day: one break, at the lesson boundary nearest the middle.
+    11:45 is lunch. Half day: one break, at the lesson boundary nearest the middle (none if it is short).
     """
     if full_day:
         break_before = set()
@@ -69,7 +69,8 @@ def agenda(lessons: list[Lesson], full_day: bool) -> list[Slot]:
         minutes = [lesson.minutes for lesson in lessons]
         half = (WELCOME + sum(minutes)) / 2
         elapsed = [WELCOME + sum(minutes[:i]) for i in range(1, len(lessons))]
-        break_before = {1 + min(range(len(elapsed)), key=lambda i: abs(elapsed[i] - half))} if elapsed else set()
+        needs_break = elapsed and WELCOME + sum(minutes) > MAX_BLOCK
+        break_before = {1 + min(range(len(elapsed)), key=lambda i: abs(elapsed[i] - half))} if needs_break else set()
     slots = [Slot(DAY_START, WELCOME, "Welcome: the talk's idea in five minutes; `make lab` runs for everyone")]
     clock, lunch_taken = DAY_START + WELCOME, False
     for i, lesson in enumerate(lessons):
@@ -106,6 +107,10 @@ def total(slots: list[Slot]) -> int:
     return slots[-1].start + slots[-1].minutes - slots[0].start
 
 
+def minutes_cell(minutes: int) -> str:
+    return f"**{minutes}**" + (f" ({hours(minutes)})" if minutes >= 60 else "")
+
+
 # --- the course table ---------------------------------------------------------------------------
 def course_table(lessons: list[Lesson], link_prefix: str) -> str:
     rows = ["| # | Notebook | What it teaches | Minutes |", "| --- | --- | --- | ---: |"]
@@ -113,7 +118,7 @@ def course_table(lessons: list[Lesson], link_prefix: str) -> str:
         teaches = lesson.teaches.replace("|", "\\|")
         rows.append(f"| {lesson.number} | [{lesson.title}]({link_prefix}{lesson.file}) | {teaches} | {lesson.minutes} |")
     minutes = sum(lesson.minutes for lesson in lessons)
-    rows.append(f"| | **Total** | {len(lessons)} notebooks | **{minutes}** ({hours(minutes)}) |")
+    rows.append(f"| | **Total** | {len(lessons)} notebooks | {minutes_cell(minutes)} |")
     return "\n".join(rows)
 
 
@@ -156,7 +161,7 @@ def agenda_section(lessons: list[Lesson]) -> str:
         for slot in slots:
             what = f"[{slot.lesson.label}](../notebooks/{slot.lesson.file})" if slot.lesson else slot.what
             out.append(f"| {slot.clock} | {what} | {slot.minutes} |")
-        out.append(f"| | **Total** | **{total(slots)}** ({hours(total(slots))}) |")
+        out.append(f"| | **Total** | {minutes_cell(total(slots))} |")
         if note:
             out += ["", note]
     out += ["", "Start later or earlier by shifting every time; the order and the breaks stay."]
@@ -177,7 +182,7 @@ def index_notebook(lessons: list[Lesson]):
         "3. Each notebook ends with exercises: a check cell tells you whether your answer is right; if you are "
         "stuck, the cell below it loads the solution.\n"
         "4. Something broke? `make db-reset` in a terminal starts the whole course over; "
-        "`docs/troubleshooting.md` lists every setup error with its fix."
+        "[docs/troubleshooting.md](../docs/troubleshooting.md) lists every setup error with its fix."
     )
     table = "## The course\n\n" + course_table(lessons, "")
     schedule = "## Suggested schedules\n\n" + plans(lessons, "../docs/instructor-guide.md")
