@@ -175,8 +175,9 @@ import numpy as np
 
 DEFAULT_FEATURES = ["age", "income", "credit_score"]
 if recent_rows is None or recent_rows < 1:
-    plpy.error(f"recent_rows must be 1 or more, got {recent_rows}",
-               hint="For example: SELECT * FROM purchase_model_drift('purchase_predictor', 2000);")
+    plpy.error(f"recent_rows must be 1 or more, got {'NULL' if recent_rows is None else recent_rows}",
+               hint="For example: SELECT * FROM purchase_model_drift('purchase_predictor', 2000);",
+               sqlstate="22023")
 
 if "purchase_model_drift.plans" not in GD:
     GD["purchase_model_drift.plans"] = (
@@ -229,7 +230,9 @@ $$;
 -- version has no holdout metrics to compare with), train a candidate with the same recipe as the
 -- deployed model (sklearn.base.clone: same algorithm and hyperparameters) on the newest
 -- window_rows rows, and deploy it only if it is not worse than the deployed model on the same
--- holdout. Every run, whatever it decides, leaves one row in ml_retraining_log; the row is returned.
+-- holdout (tolerance: up to 1% worse counts as equal — noise, not a regression; it also lets a
+-- measured candidate replace an unmeasured twin, whose holdout rows it may have trained on).
+-- Every run, whatever it decides, leaves one row in ml_retraining_log; the row is returned.
 -- window_rows NULL trains on all rows, as the talk does ("new + existing"); after a real change
 -- in the world a window of recent rows learns the new relationship instead of an average of both.
 CREATE OR REPLACE FUNCTION retrain_if_drifted(
@@ -238,7 +241,8 @@ CREATE OR REPLACE FUNCTION retrain_if_drifted(
     recent_rows integer DEFAULT 2000,
     window_rows integer DEFAULT NULL,
     holdout_fraction double precision DEFAULT 0.2,
-    seed integer DEFAULT 42)
+    seed integer DEFAULT 42,
+    tolerance double precision DEFAULT 0.01)
 RETURNS ml_retraining_log
 LANGUAGE plpython3u
 AS $$
@@ -252,13 +256,20 @@ MIN_CHECK_ROWS = 30      # fewer labelled rows than this say nothing reliable ab
 MIN_TRAIN_ROWS = 50
 TARGET = "purchase_amount"
 
+def shown(value):
+    return "NULL" if value is None else f"{value:g}"
+
 if threshold is None or threshold <= 0:
-    plpy.error(f"threshold must be a positive ratio, got {threshold}",
+    plpy.error(f"threshold must be a positive ratio, got {shown(threshold)}", sqlstate="22023",
                hint="1.5 retrains when the recent error is 50% above the holdout error: SELECT retrain_if_drifted(1.5);")
 if window_rows is not None and window_rows < MIN_TRAIN_ROWS:
-    plpy.error(f"window_rows must be at least {MIN_TRAIN_ROWS} (or NULL for all rows), got {window_rows}")
-if not 0 < holdout_fraction < 1:
-    plpy.error(f"holdout_fraction must be between 0 and 1, got {holdout_fraction}")
+    plpy.error(f"window_rows must be at least {MIN_TRAIN_ROWS} (or NULL for all rows), got {window_rows}",
+               sqlstate="22023")
+if holdout_fraction is None or not 0 < holdout_fraction < 1:
+    plpy.error(f"holdout_fraction must be between 0 and 1, got {shown(holdout_fraction)}", sqlstate="22023")
+if tolerance is None or not 0 <= tolerance < 1:
+    plpy.error(f"tolerance must be between 0 and 1, got {shown(tolerance)}", sqlstate="22023",
+               hint="0.01 lets a candidate up to 1% worse than the deployed model replace it (noise, not a regression).")
 
 # One decision per model at a time: a manual run and the cron job queue up instead of racing.
 plpy.execute(plpy.prepare("SELECT pg_advisory_xact_lock(hashtext('retrain_if_drifted:' || $1))", ["text"]), [model])
@@ -316,9 +327,10 @@ else:
     deployed_pred = deployed.predict(X_test)
 deployed_mae = float(mean_absolute_error(y_test, deployed_pred))
 
-if candidate_mae > deployed_mae:
+if candidate_mae > deployed_mae * (1 + tolerance):
     return log("refused", f"{why}; but the candidate's holdout MAE {candidate_mae:.1f} is worse than the deployed "
-                          f"version's {deployed_mae:.1f} on the same {len(y_test)} rows: kept version {deployed_version}",
+                          f"version's {deployed_mae:.1f} on the same {len(y_test)} rows (tolerance {tolerance:.0%}): "
+                          f"kept version {deployed_version}",
                window=len(y), candidate_mae=candidate_mae, deployed_mae=deployed_mae)
 
 metrics = {"r2": float(r2_score(y_test, candidate.predict(X_test))), "mae": candidate_mae,
@@ -336,7 +348,8 @@ new_version = plpy.execute(plpy.prepare(
      json.dumps(training_range), json.dumps(metrics), json.dumps(parameters) if parameters else None])[0]["version"]
 plpy.execute(plpy.prepare("SELECT ml_promote($1, $2)", ["text", "integer"]), [model, new_version])
 return log("promoted", f"{why}; the candidate's holdout MAE {candidate_mae:.1f} is not worse than the deployed "
-                       f"version's {deployed_mae:.1f} on the same {len(y_test)} rows: deployed version {new_version}",
+                       f"version's {deployed_mae:.1f} on the same {len(y_test)} rows (tolerance {tolerance:.0%}): "
+                       f"deployed version {new_version}",
            window=len(y), candidate_mae=candidate_mae, deployed_mae=deployed_mae, new_version=new_version)
 $$;
 
@@ -345,4 +358,5 @@ $$;
 -- server: only roles you grant them to may call them (superusers always can).
 REVOKE EXECUTE ON FUNCTION ml_promote(text, integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION ml_rollback(text) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION retrain_if_drifted(double precision, text, integer, integer, double precision, integer) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION retrain_if_drifted(double precision, text, integer, integer, double precision, integer,
+                                                double precision) FROM PUBLIC;
