@@ -2,8 +2,11 @@
 -- failure-safe (the row is kept, the failure logged) or strict (the row is rejected); and the
 -- talk's first use case, fraud detection on transactions, end to end with a classifier.
 -- Apply with: psql "$DATABASE_URL" -f sql/06_triggers.sql      (idempotent; needs sql/02 and sql/04 first)
--- Applying it (again) leaves the talk's row trigger active; switch with
+-- Applying it (again) leaves the talk's row trigger active on customer_data; switch with
 --             SELECT use_prediction_trigger('row' | 'statement' | 'none');
+-- Fraud:      SELECT load_sample_transactions(); SELECT train_fraud_model();
+--             INSERT INTO transactions (amount, merchant_category, hour_of_day, distance_from_home_km)
+--             VALUES (1899, 'electronics', 3, 850) RETURNING fraud_probability, is_flagged;
 
 -- @block prediction_columns
 -- Where the trigger writes. model_version makes every stored prediction attributable to the
@@ -91,8 +94,10 @@ class PredictionFailure(Exception):
 
 if "settings_plan" not in SD:                         # prepared once per session
     SD["settings_plan"] = plpy.prepare(
-        "SELECT s.model_name, s.on_failure, m.version"
-        "  FROM ml_prediction_settings s LEFT JOIN ml_models m ON m.model_name = s.model_name"
+        "SELECT s.model_name, s.on_failure, m.version, v.model_sha256"
+        "  FROM ml_prediction_settings s"
+        "  LEFT JOIN ml_models m ON m.model_name = s.model_name"
+        "  LEFT JOIN ml_model_versions v ON v.model_name = m.model_name AND v.version = m.version"
         " WHERE s.table_name = $1", ["oid"])
     SD["load_plan"] = plpy.prepare("SELECT ml_load_model($1) AS version", ["text"])
     SD["log_plan"] = plpy.prepare(
@@ -112,13 +117,15 @@ def make_predictor(model):
         return lambda x: b + w0 * x[0] + w1 * x[1] + w2 * x[2]
     return lambda x: float(model.predict([x])[0])
 
-def predictor_for(model_name, version):
-    key = (model_name, version)
-    if key not in SD["predictors"]:
+def predictor_for(model_name, version, sha256):
+    # Keyed by the registry's digest too, like ml_load_model's own cache: a registry rebuilt
+    # under the same version numbers is never served from a stale predictor.
+    if (model_name, version, sha256) not in SD["predictors"]:
         version = SD["load_plan"].execute([model_name])[0]["version"]   # checks digest + versions
-        key = (model_name, version)
-        SD["predictors"] = {key: make_predictor(GD["ml_models"][key])}  # forget older versions
-    return key[1], SD["predictors"][key]
+        loaded = (model_name, version, GD.get("ml_models.sha256", {}).get((model_name, version)))
+        SD["predictors"] = {loaded: make_predictor(GD["ml_models"][(model_name, version)])}
+        return version, SD["predictors"][loaded]
+    return version, SD["predictors"][(model_name, version, sha256)]
 
 def jsonable(value):                                  # as to_jsonb() writes NUMERIC
     if isinstance(value, Decimal):
@@ -129,8 +136,9 @@ def jsonable(value):                                  # as to_jsonb() writes NUM
 
 new = TD["new"]
 found = SD["settings_plan"].execute([TD["relid"]])
-model_name, on_failure, version = (found[0]["model_name"], found[0]["on_failure"], found[0]["version"]) \
-    if found else (None, "log", None)
+model_name, on_failure, version, sha256 = (found[0]["model_name"], found[0]["on_failure"],
+                                           found[0]["version"], found[0]["model_sha256"]) \
+    if found else (None, "log", None, None)
 try:
     if not found:
         raise PredictionFailure(f"no model is configured for table {TD['table_name']}",
@@ -147,7 +155,7 @@ try:
         if not math.isfinite(value):
             raise PredictionFailure(f"feature {name} is {new[name]}", "Features must be finite numbers.")
         x.append(value)
-    version, predict = predictor_for(model_name, version)
+    version, predict = predictor_for(model_name, version, sha256)
     prediction = predict(x)
     if not abs(prediction) < 1e15:                    # also catches NaN and ±Infinity
         raise PredictionFailure(f"the model returned {prediction}, not a plausible amount",
@@ -199,8 +207,10 @@ class PredictionFailure(Exception):
 
 if "read_plan" not in SD:
     SD["settings_plan"] = plpy.prepare(
-        "SELECT s.model_name, s.on_failure, m.version"
-        "  FROM ml_prediction_settings s LEFT JOIN ml_models m ON m.model_name = s.model_name"
+        "SELECT s.model_name, s.on_failure, m.version, v.model_sha256"
+        "  FROM ml_prediction_settings s"
+        "  LEFT JOIN ml_models m ON m.model_name = s.model_name"
+        "  LEFT JOIN ml_model_versions v ON v.model_name = m.model_name AND v.version = m.version"
         " WHERE s.table_name = $1", ["oid"])
     SD["load_plan"] = plpy.prepare("SELECT ml_load_model($1) AS version", ["text"])
     # Arrays, not rows: four float8[] cross into Python far faster than thousands of dicts.
@@ -236,13 +246,13 @@ def make_predictor(model):
         return lambda X: b + w0 * X[:, 0] + w1 * X[:, 1] + w2 * X[:, 2]   # the row trigger's sum, vectorised
     return lambda X: np.asarray(model.predict(X), dtype=np.float64)
 
-def predictor_for(model_name, version):
-    key = (model_name, version)
-    if key not in SD["predictors"]:
+def predictor_for(model_name, version, sha256):     # as in the row trigger
+    if (model_name, version, sha256) not in SD["predictors"]:
         version = SD["load_plan"].execute([model_name])[0]["version"]   # checks digest + versions
-        key = (model_name, version)
-        SD["predictors"] = {key: make_predictor(GD["ml_models"][key])}
-    return key[1], SD["predictors"][key]
+        loaded = (model_name, version, GD.get("ml_models.sha256", {}).get((model_name, version)))
+        SD["predictors"] = {loaded: make_predictor(GD["ml_models"][(model_name, version)])}
+        return version, SD["predictors"][loaded]
+    return version, SD["predictors"][(model_name, version, sha256)]
 
 def shown(value):                                     # how SQL spells the value
     if value is None:
@@ -254,8 +264,9 @@ if rows["ids"] is None:                               # an INSERT ... SELECT tha
     return
 ids = rows["ids"]
 found = SD["settings_plan"].execute([TD["relid"]])
-model_name, on_failure, version = (found[0]["model_name"], found[0]["on_failure"], found[0]["version"]) \
-    if found else (None, "log", None)
+model_name, on_failure, version, sha256 = (found[0]["model_name"], found[0]["on_failure"],
+                                           found[0]["version"], found[0]["model_sha256"]) \
+    if found else (None, "log", None, None)
 
 failed = {}                                           # row id -> (error, hint)
 X = np.array([rows[f] for f in FEATURES], dtype=np.float64).T    # NULL arrives as None -> nan
@@ -274,7 +285,7 @@ try:
         raise PredictionFailure(f"no model named {model_name!r} is deployed",
                                 "Train and deploy one: SELECT train_purchase_model();")
     if good.any():
-        version, predict = predictor_for(model_name, version)
+        version, predict = predictor_for(model_name, version, sha256)
         predictions = np.full(len(ids), np.nan)
         predictions[good] = predict(X[good])
         implausible = good & ~(np.abs(predictions) < 1e15)          # also catches NaN and ±Infinity
@@ -383,4 +394,294 @@ AS $$
        AND tgname IN ('predict_purchase_before_insert', 'predict_purchase_after_insert')
 $$;
 
-SELECT use_prediction_trigger('row');                 -- the talk's behaviour after applying this file
+-- @block transactions
+-- The talk's first real-time use case: card transactions, scored for fraud as they are inserted.
+-- is_fraud is the confirmed outcome (a chargeback, weeks later): known for history, NULL for a
+-- new transaction. The trigger fills fraud_probability, is_flagged and model_version.
+CREATE TABLE IF NOT EXISTS transactions (
+    id                    bigserial PRIMARY KEY,
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    customer_id           integer,
+    amount                numeric(12, 2),
+    merchant_category     text,
+    hour_of_day           integer CHECK (hour_of_day BETWEEN 0 AND 23),   -- the cardholder's local time
+    distance_from_home_km double precision,
+    is_fraud              boolean,
+    fraud_probability     double precision,
+    is_flagged            boolean,
+    model_version         integer
+);
+
+-- @block fraud_rule
+-- The rule the generator labels fraud with (before noise): a large purchase far from home, or
+-- an electronics purchase in the middle of the night. Kept as a function so the notebook can
+-- compare what the model flags with the truth.
+CREATE OR REPLACE FUNCTION fraud_rule(amount numeric, merchant_category text, hour_of_day integer,
+                                      distance_from_home_km double precision)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT (amount > 300 AND distance_from_home_km > 500)
+        OR (merchant_category = 'electronics' AND hour_of_day < 5 AND amount > 100)
+$$;
+
+-- @block sample_transactions
+-- n seeded transactions (the same seed gives the same rows everywhere). Amounts are log-normal,
+-- scaled per category; most purchases happen near home in the daytime. is_fraud is fraud_rule()
+-- plus noise: 5% of rule matches are never reported (is_fraud false) and 0.1% of the other
+-- transactions are fraud the rule cannot see — so no model can be perfect.
+CREATE OR REPLACE FUNCTION sample_transactions(n_rows integer DEFAULT 50000, seed integer DEFAULT 42)
+RETURNS TABLE (customer_id integer, amount numeric, merchant_category text, hour_of_day integer,
+               distance_from_home_km double precision, is_fraud boolean)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF n_rows IS NULL OR n_rows < 0 THEN
+        RAISE EXCEPTION 'sample_transactions: n_rows must be 0 or more, got %', n_rows
+            USING HINT = 'For example: SELECT * FROM sample_transactions(1000, 42);';
+    END IF;
+    PERFORM setseed(seed / 2147483648.0);             -- setseed wants a value in [-1, 1]
+    RETURN QUERY
+    SELECT t.customer_id, t.amount, t.merchant_category, t.hour_of_day, t.distance_from_home_km,
+           CASE WHEN fraud_rule(t.amount, t.merchant_category, t.hour_of_day, t.distance_from_home_km)
+                THEN t.noise >= 0.05 ELSE t.noise < 0.001 END
+      FROM (
+        SELECT r.customer_id, r.merchant_category,
+               round((exp(3.4 + 1.1 * r.z) * CASE r.merchant_category
+                   WHEN 'electronics' THEN 4.0 WHEN 'travel' THEN 6.0 WHEN 'fuel' THEN 1.2
+                   WHEN 'restaurant' THEN 0.8 WHEN 'online_services' THEN 0.6 ELSE 1.0 END)::numeric, 2) AS amount,
+               CASE WHEN r.night < 0.08 THEN floor(r.hour * 5)::int           -- 0..4, 8% of purchases
+                    ELSE 5 + floor(r.hour * 19)::int END AS hour_of_day,       -- 5..23
+               CASE WHEN r.travelling < 0.15 THEN round((50 + r.far * 2950)::numeric, 1)::float8
+                    ELSE round(exp(1.2 + r.z2)::numeric, 1)::float8 END AS distance_from_home_km,
+               r.noise
+          FROM (   -- every random number of a row drawn here, in a fixed order: deterministic per seed
+            SELECT 1 + floor(random() * 5000)::int AS customer_id,
+                   CASE WHEN pick < 0.30 THEN 'grocery' WHEN pick < 0.50 THEN 'restaurant'
+                        WHEN pick < 0.65 THEN 'fuel' WHEN pick < 0.77 THEN 'electronics'
+                        WHEN pick < 0.87 THEN 'travel' ELSE 'online_services' END AS merchant_category,
+                   z, z2, night, hour, travelling, far, noise
+              FROM (SELECT random() AS pick,
+                           sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) AS z,
+                           sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) AS z2,
+                           random() AS night, random() AS hour, random() AS travelling, random() AS far,
+                           random() AS noise
+                      FROM generate_series(1, n_rows)) AS draws
+          ) AS r
+      ) AS t;
+END;
+$$;
+
+-- @block load_sample_transactions
+-- Replace the table's contents with n labelled (historical) transactions. Labelled rows are
+-- history, not traffic: the fraud trigger's WHEN clause skips them, so loading is fast.
+CREATE OR REPLACE FUNCTION load_sample_transactions(n_rows integer DEFAULT 50000, seed integer DEFAULT 42)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    TRUNCATE transactions RESTART IDENTITY;
+    INSERT INTO transactions (customer_id, amount, merchant_category, hour_of_day, distance_from_home_km, is_fraud)
+    SELECT * FROM sample_transactions(n_rows, seed);
+    RETURN n_rows;
+END;
+$$;
+
+-- @block train_fraud_model
+-- Train a small decision tree on the labelled transactions, measure it on a stratified holdout
+-- it never saw, register it (sql/04's registry: features in order, metrics, the tree's rules as
+-- text for an auditor) and deploy it. merchant_category is one-hot encoded by the registry's
+-- feature list ("merchant_category=travel", ...), which the trigger reads back.
+CREATE OR REPLACE FUNCTION train_fraud_model(
+    model_name text DEFAULT 'fraud_detector',
+    max_depth integer DEFAULT 5,
+    holdout_fraction double precision DEFAULT 0.2,
+    seed integer DEFAULT 42,
+    promote boolean DEFAULT true)
+RETURNS integer
+LANGUAGE plpython3u
+AS $$
+import json, pickle
+import numpy as np
+from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.tree import DecisionTreeClassifier, export_text
+
+NUMERIC = ["amount", "hour_of_day", "distance_from_home_km"]
+THRESHOLD = 0.5
+if not model_name or max_depth is None or max_depth < 1 or seed is None or promote is None:
+    plpy.error("train_fraud_model: model_name, max_depth (1 or more), seed and promote must be given",
+               hint="For example: SELECT train_fraud_model('fraud_detector', 5);", sqlstate="22023")
+if holdout_fraction is None or not 0 < holdout_fraction < 1:
+    plpy.error(f"holdout_fraction must be between 0 and 1 (exclusive), got {holdout_fraction}", sqlstate="22023")
+
+rows = plpy.execute(
+    "SELECT amount::float8 AS amount, hour_of_day::float8 AS hour_of_day, distance_from_home_km,"
+    "       merchant_category, is_fraud FROM transactions"
+    " WHERE is_fraud IS NOT NULL AND amount IS NOT NULL AND hour_of_day IS NOT NULL"
+    "   AND distance_from_home_km IS NOT NULL AND merchant_category IS NOT NULL ORDER BY id")
+y = np.array([r["is_fraud"] for r in rows], dtype=bool)
+if len(y) < 100 or y.sum() < 10:
+    plpy.error(f"transactions has {len(y)} labelled rows, {int(y.sum())} of them fraud; too few to train and evaluate",
+               hint="Load history first: SELECT load_sample_transactions();", sqlstate="22000")
+categories = sorted({r["merchant_category"] for r in rows})
+features = NUMERIC + [f"merchant_category={c}" for c in categories]
+X = np.array([[r[f] for f in NUMERIC] + [float(r["merchant_category"] == c) for c in categories] for r in rows])
+
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=holdout_fraction, random_state=seed, stratify=y)   # the holdout keeps the fraud rate
+# ccp_alpha prunes splits that do not pay for themselves: the tree then reads like the rule.
+model = DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=10, ccp_alpha=1e-4, random_state=seed)
+model.fit(X_train, y_train)
+
+probability = model.predict_proba(X_test)[:, list(model.classes_).index(True)]
+flagged = probability >= THRESHOLD
+tn, fp, fn, tp = confusion_matrix(y_test, flagged, labels=[False, True]).ravel()
+metrics = {"precision": float(precision_score(y_test, flagged, zero_division=0)),
+           "recall": float(recall_score(y_test, flagged)),
+           "f1": float(f1_score(y_test, flagged)),
+           "roc_auc": float(roc_auc_score(y_test, probability)),
+           "threshold": THRESHOLD, "holdout_rows": int(len(y_test)), "holdout_fraud": int(y_test.sum()),
+           "true_positives": int(tp), "false_positives": int(fp),
+           "false_negatives": int(fn), "true_negatives": int(tn)}
+parameters = {"max_depth": max_depth, "min_samples_leaf": 10, "ccp_alpha": 1e-4, "categories": categories,
+              "rules": export_text(model, feature_names=features, decimals=1)}
+training_range = {f: [float(X_train[:, i].min()), float(X_train[:, i].max())] for i, f in enumerate(NUMERIC)}
+
+version = plpy.execute(plpy.prepare(
+    "SELECT register_model_version($1, $2, 'train_fraud_model', 'DecisionTreeClassifier', $3, 'is_fraud',"
+    " $4, $5, $6, $7) AS version", ["text", "bytea", "text[]", "bigint", "jsonb", "jsonb", "jsonb"]),
+    [model_name, pickle.dumps(model), features, len(y_train), json.dumps(training_range),
+     json.dumps(metrics), json.dumps(parameters)])[0]["version"]
+if promote:
+    plpy.execute(plpy.prepare(
+        "INSERT INTO ml_models (model_name, model_data, version)"
+        " SELECT model_name, model_data, version FROM ml_model_versions WHERE model_name = $1 AND version = $2",
+        ["text", "integer"]), [model_name, version])
+return version
+$$;
+
+-- @block flag_fraud_trigger
+-- Score each new transaction as it is inserted: fraud_probability from the deployed tree,
+-- is_flagged when it reaches the table's flag_threshold (ml_prediction_settings: the fraud team
+-- tunes it with an UPDATE, no redeploy). Failure handling as in predict_purchase_trigger: keep
+-- the row unscored (is_flagged NULL: route it to manual review) and log why, or reject it.
+CREATE OR REPLACE FUNCTION flag_fraud_trigger()
+RETURNS trigger AS $$
+import json, math
+from decimal import Decimal
+
+class PredictionFailure(Exception):
+    def __init__(self, message, hint=None):
+        super().__init__(message)
+        self.hint = hint
+
+if "settings_plan" not in SD:
+    SD["settings_plan"] = plpy.prepare(
+        "SELECT s.model_name, s.on_failure, s.flag_threshold, m.version, v.model_sha256"
+        "  FROM ml_prediction_settings s"
+        "  LEFT JOIN ml_models m ON m.model_name = s.model_name"
+        "  LEFT JOIN ml_model_versions v ON v.model_name = m.model_name AND v.version = m.version"
+        " WHERE s.table_name = $1", ["oid"])
+    SD["load_plan"] = plpy.prepare("SELECT ml_load_model($1) AS version", ["text"])
+    SD["features_plan"] = plpy.prepare(
+        "SELECT features FROM ml_model_versions WHERE model_name = $1 AND version = $2", ["text", "integer"])
+    SD["log_plan"] = plpy.prepare(
+        "INSERT INTO ml_prediction_errors (model_name, model_version, table_name, row_id, row_data, error, hint)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        ["text", "integer", "text", "bigint", "jsonb", "text", "text"])
+    SD["scorers"] = {}                                # {(name, version, sha256): (model, features, fraud column)}
+
+def scorer_for(model_name, version, sha256):
+    if (model_name, version, sha256) not in SD["scorers"]:
+        version = SD["load_plan"].execute([model_name])[0]["version"]   # checks digest + versions
+        model = GD["ml_models"][(model_name, version)]
+        features = SD["features_plan"].execute([model_name, version])[0]["features"]
+        if not features or not hasattr(model, "predict_proba") or True not in list(model.classes_):
+            raise PredictionFailure(f"model {model_name!r} version {version} is not a fraud classifier with a feature list",
+                                    "Deploy a model trained by train_fraud_model().")
+        if getattr(model, "n_features_in_", len(features)) != len(features):
+            raise PredictionFailure(f"model expects {model.n_features_in_} features, its registry row lists {len(features)}",
+                                    "The registry row does not describe these bytes: retrain with train_fraud_model().")
+        sha256 = GD.get("ml_models.sha256", {}).get((model_name, version))
+        SD["scorers"] = {(model_name, version, sha256): (model, features, list(model.classes_).index(True))}
+    return (version,) + SD["scorers"][(model_name, version, sha256)]
+
+def jsonable(value):                                  # as to_jsonb() writes NUMERIC
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return str(value)
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+new = TD["new"]
+found = SD["settings_plan"].execute([TD["relid"]])
+model_name, on_failure, threshold, version, sha256 = (
+    found[0]["model_name"], found[0]["on_failure"], found[0]["flag_threshold"],
+    found[0]["version"], found[0]["model_sha256"]) if found else (None, "log", None, None, None)
+try:
+    if not found:
+        raise PredictionFailure(f"no model is configured for table {TD['table_name']}",
+                                "INSERT INTO ml_prediction_settings (table_name, model_name) VALUES (...);")
+    if version is None:
+        raise PredictionFailure(f"no model named {model_name!r} is deployed",
+                                "Train and deploy one: SELECT train_fraud_model();")
+    version, model, features, fraud_column = scorer_for(model_name, version, sha256)
+    x = []
+    for feature in features:                          # the order the model was trained with
+        column, _, category = feature.partition("=")
+        value = new.get(column)
+        if value is None:
+            raise PredictionFailure(f"feature {column} is NULL", f"The fraud model needs {column}.")
+        if category:                                  # one-hot: 1.0 for the row's own category
+            x.append(1.0 if value == category else 0.0)
+        else:
+            value = float(value)
+            if not math.isfinite(value):
+                raise PredictionFailure(f"feature {column} is {new[column]}", "Features must be finite numbers.")
+            x.append(value)
+    known = [f.partition("=")[2] for f in features if f.startswith("merchant_category=")]
+    if known and new["merchant_category"] not in known:
+        raise PredictionFailure(f"merchant_category {new['merchant_category']!r} was not seen in training",
+                                "Known categories: " + ", ".join(known) + ". Retrain when a new category has history.")
+    probability = float(model.predict_proba([x])[0][fraud_column])
+    new["fraud_probability"] = probability
+    new["is_flagged"] = probability >= (0.5 if threshold is None else threshold)
+    new["model_version"] = version
+except plpy.spiexceptions.QueryCanceled:
+    raise
+except Exception as error:
+    if isinstance(error, PredictionFailure):
+        message, hint = str(error), error.hint
+    elif isinstance(error, plpy.SPIError):
+        message = str(error).removeprefix("plpy.Error: ")
+        hint = error.spidata[2] if getattr(error, "spidata", None) else None
+    else:
+        message, hint = f"{type(error).__name__}: {error}", None
+    if on_failure == "reject":
+        plpy.error(f"prediction required for {TD['table_name']} failed: {message}",
+                   detail=f"model {model_name!r} version {version}, row id {new.get('id')}",
+                   hint=hint or "Fix the model or the row, or set on_failure = 'log' in ml_prediction_settings.")
+    SD["log_plan"].execute([model_name, version, TD["table_name"], new.get("id"),
+                            json.dumps({k: jsonable(v) for k, v in new.items()}, default=str), message, hint])
+    new["fraud_probability"] = None                   # kept unscored: is_flagged NULL means "review by hand"
+    new["is_flagged"] = None
+    new["model_version"] = None
+return "MODIFY"
+$$ LANGUAGE plpython3u;
+
+-- Only new traffic is scored: history arrives with its outcome (is_fraud) and is skipped by the
+-- WHEN clause without calling Python at all.
+DROP TRIGGER IF EXISTS flag_fraud_before_insert ON transactions;
+CREATE TRIGGER flag_fraud_before_insert
+    BEFORE INSERT ON transactions
+    FOR EACH ROW WHEN (NEW.is_fraud IS NULL)
+    EXECUTE FUNCTION flag_fraud_trigger();
+
+INSERT INTO ml_prediction_settings (table_name, model_name, on_failure, flag_threshold)
+VALUES ('transactions', 'fraud_detector', 'log', 0.5)
+ON CONFLICT (table_name) DO NOTHING;
+
+-- @block default_mode
+-- Applying this file leaves the talk's behaviour: the row trigger on customer_data.
+SELECT use_prediction_trigger('row');
