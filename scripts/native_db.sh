@@ -3,7 +3,7 @@
 # on KIT_PORT, and a server-side virtual environment built with the server's own Python and put
 # on PL/Python's path through PYTHONPATH.
 #   root          -> a Debian cluster "$KIT_CLUSTER" owned by the postgres user (pg_createcluster)
-#   ordinary user -> initdb in .kit/pgdata, run as you; sudo is used for apt-get only
+#   ordinary user -> initdb in .kit/$KIT_CLUSTER, run as you; sudo is used for apt-get only
 # Usage: native_db.sh up | stop | reset | status | destroy
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -21,7 +21,8 @@ else
     AS_ROOT=0
     KIT_HOME="$KIT_ROOT/.kit"
     SERVER_VENV="$KIT_HOME/server-venv-py$PYTHON_MINOR"
-    PGDATA="$KIT_HOME/pgdata"
+    PGDATA="$KIT_HOME/$KIT_CLUSTER"        # one folder per cluster name, as pg_createcluster does for root
+    PG_LOG="$KIT_HOME/$KIT_CLUSTER.log"
     SOCKET_DIR="/tmp/pg-ml-kit-$(id -u)"   # short path: unix socket paths are limited to 107 bytes
 fi
 SITE_PACKAGES="$SERVER_VENV/lib/python$PYTHON_MINOR/site-packages"
@@ -149,24 +150,38 @@ ENV
 }
 
 ensure_cluster_user() {
+    # Nothing is created, rewritten or stopped before we know KIT_PORT is free (or already ours).
+    if ! cluster_running || [[ "$(sed -n 4p "$PGDATA/postmaster.pid")" != "$KIT_PORT" ]]; then
+        fail_if_port_taken
+    fi
     if [[ ! -f "$PGDATA/PG_VERSION" ]]; then
         step "Creating a PostgreSQL $PG_MAJOR cluster in $PGDATA (runs as $(id -un))"
         mkdir -p "$KIT_HOME"
-        "$PG_BIN/initdb" -D "$PGDATA" --auth-local=trust --auth-host=scram-sha-256 \
-            --encoding=UTF8 --locale=C.UTF-8 >"$KIT_HOME/initdb.log" 2>&1 \
-            || fail "initdb failed." "Read $KIT_HOME/initdb.log."
+        # peer: over the socket only you get in, as the superuser of your own name. (trust would hand
+        # that superuser, and through plpython3u your account, to every local user.)
+        "$PG_BIN/initdb" -D "$PGDATA" --auth-local=peer --auth-host=scram-sha-256 \
+            --encoding=UTF8 --locale=C.UTF-8 >"$KIT_HOME/$KIT_CLUSTER-initdb.log" 2>&1 \
+            || fail "initdb failed." "Read $KIT_HOME/$KIT_CLUSTER-initdb.log."
         echo "include_if_exists = 'pg-ml-kit.conf'" >> "$PGDATA/postgresql.conf"
     fi
-    mkdir -p "$SOCKET_DIR"
+    # The socket directory is yours alone (it is in /tmp, where anyone could have made it first).
+    mkdir -p -m 700 "$SOCKET_DIR"
+    if [[ -L "$SOCKET_DIR" || ! -O "$SOCKET_DIR" ]]; then
+        fail "$SOCKET_DIR, the kit's socket directory, belongs to another user." \
+             "Remove it (as its owner or with sudo), then run make db again."
+    fi
+    chmod 700 "$SOCKET_DIR"
     local changed=0
     { kit_conf; echo "unix_socket_directories = '$SOCKET_DIR'"; } | write_if_changed "$PGDATA/pg-ml-kit.conf" && changed=1
-    if cluster_running && (( changed )); then "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast stop >/dev/null; fi
+    if cluster_running && (( changed )); then
+        step "Restarting PostgreSQL to apply the kit's settings"
+        "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast stop >/dev/null
+    fi
     if ! cluster_running; then
-        fail_if_port_taken
-        step "Starting PostgreSQL on port $KIT_PORT (log: .kit/postgres.log)"
+        step "Starting PostgreSQL on port $KIT_PORT (log: ${PG_LOG#"$KIT_ROOT/"})"
         PYTHONPATH="$SITE_PACKAGES" OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
-            "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$KIT_HOME/postgres.log" -w start >/dev/null \
-            || fail "PostgreSQL did not start." "Read $KIT_HOME/postgres.log for the reason."
+            "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$PG_LOG" -w start >/dev/null \
+            || fail "PostgreSQL did not start." "Read $PG_LOG for the reason."
     fi
 }
 
