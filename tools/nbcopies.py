@@ -75,11 +75,12 @@ class SolutionsAsDisclosure(CopyStep):
                 continue
             if cells and cells[-1].cell_type == "markdown" and STUCK.match(cells[-1].source):
                 cells.pop()
-            code = html.escape(path.read_text(encoding="utf-8").strip())
+            # One line of HTML: a blank line would end the markdown HTML block and leave the code outside.
+            code = html.escape(path.read_text(encoding="utf-8").strip()).replace("\n", "&#10;")
             disclosure = nbformat.v4.new_markdown_cell(
                 f'<details class="kit-solution"><summary>Stuck? Show the solution '
-                f'(<code>{html.escape(match.group(1))}</code>)</summary>\n\n'
-                f'<pre><code class="language-python">{code}</code></pre>\n\n</details>')
+                f'(<code>{html.escape(match.group(1))}</code>)</summary>'
+                f'<pre><code class="language-python">{code}</code></pre></details>')
             if "id" in cell:
                 disclosure.id = cell.id          # deterministic output: same id as the cell it replaces
             else:
