@@ -14,6 +14,29 @@ AS $$
 return income
 $$;
 
+-- @block plpython_array_floor
+-- The same floor for batch functions: three arrays in, one array out, nothing computed. Converting
+-- arrays between PostgreSQL and Python lists is the part of a batch call no model can avoid.
+CREATE OR REPLACE FUNCTION plpython_array_floor(age integer[], income double precision[], credit_score integer[])
+RETURNS double precision[]
+LANGUAGE plpython3u IMMUTABLE
+AS $$
+return income
+$$;
+
+-- @block plpython_import_seconds
+-- How long importing a module takes in this backend (0 if this session imported it already).
+-- On a new connection this splits a cold start into its parts: numpy, scikit-learn, ...
+CREATE OR REPLACE FUNCTION plpython_import_seconds(module text)
+RETURNS double precision
+LANGUAGE plpython3u STRICT
+AS $$
+import importlib, time
+started = time.perf_counter()
+importlib.import_module(module)
+return time.perf_counter() - started
+$$;
+
 -- @block ml_predict_sklearn
 -- scikit-learn's own predict() for one row, on the session's cached model. Works for every algorithm
 -- train_purchase_model knows, which is what makes it the fair yardstick for comparing them: the cost
@@ -84,10 +107,12 @@ $$;
 -- @block training_cost
 -- What one retraining costs, without keeping the result: train_purchase_model() runs inside a
 -- subtransaction that is then rolled back, so measuring leaves no version in the registry.
--- fetch_seconds is the part spent only moving the rows from the table into Python.
+-- fetch_seconds is the part spent only moving the rows from the table into Python, fit_seconds
+-- the part scikit-learn's fit() took (as recorded in the registry); the rest is scoring the holdout,
+-- pickling and registering.
 CREATE OR REPLACE FUNCTION training_cost(algorithm text, n_rows integer, params jsonb DEFAULT '{}')
-RETURNS TABLE (training_rows bigint, fetch_seconds double precision, total_seconds double precision,
-               pickled_bytes integer, holdout_r2 double precision)
+RETURNS TABLE (training_rows bigint, fetch_seconds double precision, fit_seconds double precision,
+               total_seconds double precision, pickled_bytes integer, holdout_r2 double precision)
 LANGUAGE plpython3u
 AS $$
 import json, time
@@ -111,7 +136,8 @@ train = plpy.prepare(
     "SELECT train_purchase_model('training_cost_probe', $1, false, $2, 0.2, 42, $3) AS version",
     ["text", "jsonb", "integer"])
 about = plpy.prepare(
-    "SELECT octet_length(model_data) AS bytes, training_rows, (metrics->>'r2')::float8 AS r2"
+    "SELECT octet_length(model_data) AS bytes, training_rows, (metrics->>'r2')::float8 AS r2,"
+    " (metrics->>'fit_seconds')::float8 AS fit_seconds"
     " FROM ml_model_versions WHERE model_name = 'training_cost_probe' AND version = $1", ["integer"])
 try:
     with plpy.subtransaction():
@@ -122,7 +148,7 @@ try:
         raise RollBack()
 except RollBack:
     pass
-return [(row["training_rows"], fetch_seconds, total_seconds, row["bytes"], row["r2"])]
+return [(row["training_rows"], fetch_seconds, row["fit_seconds"], total_seconds, row["bytes"], row["r2"])]
 $$;
 
 -- @block explain_purchase_prediction

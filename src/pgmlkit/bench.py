@@ -1,0 +1,891 @@
+"""`make bench`: the talk's trade-offs, measured on this machine, written to build/bench.json.
+
+    python -m pgmlkit.bench [--quick] [--output build/bench.json] [--only NAME ...] [--strict]
+
+What a run does (progress on stderr; the table and the targets on stdout at the end):
+  1. applies sql/02, 04, 05, 06 and 08 (all idempotent) and checks that every function it measures
+     exists — a missing one stops the run and names the file that should define it;
+  2. loads sample data (load_sample_customers) and trains the models it measures
+     (linear 'purchase_predictor', a 100-tree random forest 'purchase_rf', and one model per algorithm);
+  3. checks that the fast paths predict what scikit-learn predicts (a disagreement stops the run);
+  4. measures: one warm-up run, then N timed runs of each; the result is their median.
+Per-row paths are timed as one statement that runs on the server, SELECT sum(f(...)) FROM
+(SELECT ... LIMIT n), so a client round trip per row is not in the number — except for
+client_roundtrip and http_* whose point is exactly that.
+
+It replaces customer_data's rows and deploys new versions of purchase_predictor and purchase_rf
+(as notebooks 02 and 04 do); the prediction trigger mode is restored at the end.
+Exit status: 0 done (targets may be missed: they are reported), 1 a check failed (or a target
+missed with --strict), 2 a required function is missing.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import hashlib
+import http.client
+import json
+import os
+import pickle
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from .config import KIT_ROOT
+
+SQL_FILES = ("02_sample_data.sql", "04_training.sql", "05_prediction.sql", "06_triggers.sql", "08_tradeoffs.sql")
+
+# Every function the benchmark calls: (name, the argument types it is called with, the file that
+# defines it). A function may take more arguments than listed if they have defaults.
+REQUIRED_FUNCTIONS = (
+    ("load_sample_customers", ("integer", "integer"), "02_sample_data.sql"),
+    ("train_purchase_model", ("text", "text", "boolean", "jsonb", "double precision", "integer", "integer"),
+     "04_training.sql"),
+    ("ml_load_model", ("text",), "04_training.sql"),
+    ("ml_library_versions", (), "04_training.sql"),
+    ("predict_purchase", ("integer", "numeric", "integer"), "05_prediction.sql"),
+    ("predict_purchase_cached", ("integer", "double precision", "integer"), "05_prediction.sql"),
+    ("predict_purchase_batch", ("integer[]", "double precision[]", "integer[]"), "05_prediction.sql"),
+    ("ml_predict", ("text", "double precision[]"), "05_prediction.sql"),
+    ("ml_predict_batch", ("text", "double precision[]"), "05_prediction.sql"),
+    ("use_prediction_trigger", ("text",), "06_triggers.sql"),
+    ("prediction_trigger_mode", (), "06_triggers.sql"),
+    ("plpython_call_floor", ("integer", "double precision", "integer"), "08_tradeoffs.sql"),
+    ("plpython_array_floor", ("integer[]", "double precision[]", "integer[]"), "08_tradeoffs.sql"),
+    ("plpython_import_seconds", ("text",), "08_tradeoffs.sql"),
+    ("ml_predict_sklearn", ("text", "double precision[]"), "08_tradeoffs.sql"),
+    ("ml_predict_sklearn_batch", ("text", "double precision[]"), "08_tradeoffs.sql"),
+    ("backend_memory", (), "08_tradeoffs.sql"),
+    ("training_cost", ("text", "integer", "jsonb"), "08_tradeoffs.sql"),
+)
+
+
+def missing_functions(conn) -> list[tuple[str, str]]:
+    """(call signature, file) for every required function the database cannot call as the bench does."""
+    missing = []
+    for name, args, source in REQUIRED_FUNCTIONS:
+        candidates = conn.execute(
+            "SELECT ARRAY(SELECT format_type(t.oid, NULL) FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS t(oid, i)"
+            "             ORDER BY t.i), p.pronargdefaults"
+            "  FROM pg_proc p WHERE p.proname = %s AND pg_function_is_visible(p.oid)", [name]).fetchall()
+        if not any(list(types[:len(args)]) == list(args) and len(types) - defaults <= len(args)
+                   for types, defaults in candidates):
+            missing.append((f"{name}({', '.join(args)})", source))
+    return missing
+
+
+# The names every bench.json must contain (issue 4), plus the bounds that explain a missed target.
+REQUIRED_RESULTS = (
+    "seed_naive_row", "cached_row", "batch", "sql_expression",
+    "plain_insert", "row_trigger_insert", "statement_trigger_insert",
+    "rf_sklearn_row", "rf_fast_row", "rf_batch",
+    "cold_start_linear", "cold_start_rf",
+    "client_roundtrip", "http_microservice",
+)
+
+ALGORITHMS = ("linear", "decision_tree", "random_forest", "gradient_boosting", "mlp")
+LINEAR_MODEL, FOREST_MODEL = "purchase_predictor", "purchase_rf"
+MODEL_NAMES = {"linear": LINEAR_MODEL, "random_forest": FOREST_MODEL, "decision_tree": "bench_decision_tree",
+               "gradient_boosting": "bench_gradient_boosting", "mlp": "bench_mlp"}
+FEATURES_SQL = "ARRAY[age, income::float8, credit_score]"     # the models' feature order, as float8[]
+PROBE = (35, 50000, 700)                                       # the talk's first customer
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How many rows each measurement uses. Per-row costs do not depend on n once n is large enough
+    for the fixed cost of one statement (~0.1 ms) to vanish; n is chosen so each run takes ~0.1-1 s."""
+    table_rows: int
+    train_rows: int             # rows the benchmark's models are trained on
+    repeats: int
+    naive: int
+    bulk: int                   # cached_row, sql_expression, batch and their floors
+    rf_sklearn: int
+    rf_fast: int
+    rf_batch: int
+    insert: int
+    cold_repeats: int
+    client: int
+    http_row: int
+    http_batch: int
+    http_chunk: int
+    http_rf: int
+    check: int                  # rows on which fast paths are compared with scikit-learn
+    model_row: dict
+    model_batch: int
+    training: dict
+    training_repeats_up_to: int  # sizes above this are trained once (they take seconds)
+
+
+FULL = Sizes(
+    table_rows=1_000_000, train_rows=100_000, repeats=5, naive=2_000, bulk=500_000,
+    rf_sklearn=200, rf_fast=5_000, rf_batch=100_000, insert=10_000, cold_repeats=5,
+    client=500_000, http_row=2_000, http_batch=500_000, http_chunk=10_000, http_rf=200, check=2_000,
+    model_row={"linear": 2_000, "decision_tree": 2_000, "random_forest": 200, "gradient_boosting": 500, "mlp": 2_000},
+    model_batch=100_000,
+    training={"linear": [1_000, 10_000, 100_000, 1_000_000], "decision_tree": [1_000, 10_000, 100_000, 1_000_000],
+              "gradient_boosting": [1_000, 10_000, 100_000, 1_000_000], "random_forest": [1_000, 10_000, 100_000],
+              "mlp": [1_000, 10_000, 100_000]},
+    training_repeats_up_to=10_000,
+)
+
+QUICK = Sizes(
+    table_rows=20_000, train_rows=20_000, repeats=3, naive=200, bulk=20_000,
+    rf_sklearn=20, rf_fast=300, rf_batch=5_000, insert=1_000, cold_repeats=2,
+    client=20_000, http_row=300, http_batch=20_000, http_chunk=10_000, http_rf=20, check=300,
+    model_row={"linear": 200, "decision_tree": 200, "random_forest": 20, "gradient_boosting": 50, "mlp": 200},
+    model_batch=5_000,
+    training={"linear": [1_000, 10_000], "random_forest": [1_000]},
+    training_repeats_up_to=1_000,
+)
+
+
+class BenchError(RuntimeError):
+    """A benchmark that cannot run honestly (missing function, wrong predictions): stop, loudly."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
+
+
+# --------------------------------------------------------------------------------------------------
+# Timing helpers (notebook 08 uses them too)
+# --------------------------------------------------------------------------------------------------
+def timed_runs(run, repeats: int = 5, warmup: int = 1) -> list[float]:
+    """Call run() `warmup` times untimed (caches, imports, plans), then `repeats` timed times."""
+    for _ in range(warmup):
+        run()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def time_sql(conn, sql: str, params=None, repeats: int = 5, warmup: int = 1) -> list[float]:
+    """Wall-clock seconds of one statement, run to completion (all rows fetched), `repeats` times."""
+    return timed_runs(lambda: conn.execute(sql, params).fetchall(), repeats, warmup)
+
+
+def per_row_sql(expression: str) -> str:
+    """The shape every per-row path is timed with: the server loops, the client waits for one number.
+    The LIMIT is inside the subquery, so the expression runs for exactly n rows."""
+    return f"SELECT sum({expression}) FROM (SELECT age, income, credit_score FROM customer_data LIMIT %s) AS s"
+
+
+def batch_sql(call: str) -> str:
+    """The shape every batch path is timed with: one call over arrays built from n rows."""
+    return (f"SELECT sum(p) FROM unnest((SELECT {call} FROM"
+            f" (SELECT age, income, credit_score FROM customer_data LIMIT %s) AS s)) AS p")
+
+
+def cold_start(sql: str, repeats: int = 3, warmup: int = 1, then: str | None = None):
+    """([seconds of the first statement on a new connection], [seconds to connect], [what `then` returned]).
+    Every run opens a brand-new connection — a new backend process with no PL/Python loaded yet;
+    `then` (e.g. a memory reading) runs after the timed statement, untimed."""
+    from .db import connect
+
+    firsts, connects, answers = [], [], []
+    for i in range(warmup + repeats):
+        started = time.perf_counter()
+        conn = connect()
+        connected = time.perf_counter()
+        try:
+            conn.execute(sql).fetchall()
+            done = time.perf_counter()
+            answer = conn.execute(then).fetchall() if then else None
+        finally:
+            conn.close()
+        if i >= warmup:
+            firsts.append(done - connected)
+            connects.append(connected - started)
+            answers.append(answer)
+    return firsts, connects, answers
+
+
+def backend_memory_after(*statements: str) -> int:
+    """Private memory (RssAnon, kB) of a brand-new backend after running `statements` in it."""
+    from .db import connect
+
+    with connect() as conn:
+        for statement in statements:
+            conn.execute(statement).fetchall()
+        return conn.execute("SELECT rss_anon_kb FROM backend_memory()").fetchone()[0]
+
+
+# Modules a model's predict() needs (what unpickling it imports), to split memory into libraries vs model.
+LIBRARY_MODULES = {
+    "linear": ("numpy", "sklearn.linear_model"),
+    "decision_tree": ("numpy", "sklearn.tree"),
+    "random_forest": ("numpy", "sklearn.ensemble"),
+    "gradient_boosting": ("numpy", "sklearn.ensemble"),
+    "mlp": ("numpy", "sklearn.pipeline", "sklearn.preprocessing", "sklearn.neural_network"),
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Result:
+    name: str
+    group: str
+    rows: int
+    samples: list[float]
+    description: str
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def us_per_row(self) -> float:
+        return self.seconds / self.rows * 1e6
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else float("inf")
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "group": self.group, "rows": self.rows,
+                "seconds": self.seconds, "us_per_row": self.us_per_row, "rows_per_s": self.rows_per_s,
+                "repeats": len(self.samples), "samples": self.samples,
+                "description": self.description, **self.extra}
+
+
+def by_name(results) -> dict[str, dict]:
+    """Results (Result objects or bench.json dicts) keyed by name, as dicts."""
+    return {r["name"]: r for r in (x.as_json() if isinstance(x, Result) else x for x in results)}
+
+
+# --------------------------------------------------------------------------------------------------
+# Targets (issue 4): pure functions of the results, so a test can hand them made-up numbers.
+# --------------------------------------------------------------------------------------------------
+def evaluate_targets(results) -> list[dict]:
+    """Each target: what was asked, what was measured, pass/miss, and (when measured) what bounds it."""
+    r = by_name(results)
+    us = lambda name: r[name]["us_per_row"]                       # noqa: E731
+    targets = []
+
+    def target(name, goal, passed, measured, bound=None):
+        targets.append({"name": name, "goal": goal, "passed": bool(passed), "measured": measured,
+                        **({"bound": bound} if bound else {})})
+
+    def have(*names):
+        return all(n in r for n in names)
+
+    if have("seed_naive_row", "cached_row"):
+        ratio = us("seed_naive_row") / us("cached_row")
+        target("cached_vs_naive", "cached_row >= 70x faster than seed_naive_row", ratio >= 70,
+               f"{ratio:,.0f}x ({us('seed_naive_row'):,.1f} -> {us('cached_row'):,.2f} us/row)")
+    if have("cached_row", "sql_expression"):
+        ratio = us("cached_row") / us("sql_expression")
+        bound = None
+        if "plpython_call_floor" in r:
+            floor = us("plpython_call_floor") / us("sql_expression")
+            bound = (f"a PL/Python call that does nothing costs {us('plpython_call_floor'):.2f} us/row "
+                     f"= {floor:.1f}x sql_expression (plpython_call_floor)")
+        target("cached_vs_sql", "cached_row within 5x of sql_expression", ratio <= 5,
+               f"{ratio:.1f}x ({us('cached_row'):.2f} vs {us('sql_expression'):.2f} us/row)", bound)
+    if have("batch", "sql_expression"):
+        ratio = us("batch") / us("sql_expression")
+        rate = r["batch"]["rows_per_s"]
+        bound = None
+        if "plpython_array_floor" in r:
+            bound = (f"passing the arrays in and out of PL/Python alone: "
+                     f"{r['plpython_array_floor']['rows_per_s']:,.0f} rows/s (plpython_array_floor)")
+        target("batch_throughput", "batch >= 1,000,000 rows/s, or within 1.5x of sql_expression",
+               rate >= 1_000_000 or ratio <= 1.5, f"{rate:,.0f} rows/s, {ratio:.1f}x sql_expression", bound)
+    if have("rf_sklearn_row", "rf_fast_row"):
+        ratio = us("rf_sklearn_row") / us("rf_fast_row")
+        diff = r["rf_fast_row"].get("max_abs_diff")
+        identical = diff is not None and diff <= 1e-6
+        target("rf_fast_vs_sklearn", "rf_fast_row >= 50x faster than rf_sklearn_row, identical predictions",
+               ratio >= 50 and identical,
+               f"{ratio:,.0f}x ({us('rf_sklearn_row'):,.0f} -> {us('rf_fast_row'):,.1f} us/row), "
+               f"max |difference| {diff if diff is not None else 'not measured'}")
+    if have("statement_trigger_insert", "plain_insert"):
+        ratio = us("statement_trigger_insert") / us("plain_insert")
+        target("statement_trigger_vs_plain", "statement_trigger_insert within 3x of plain_insert", ratio <= 3,
+               f"{ratio:.1f}x ({us('statement_trigger_insert'):.1f} vs {us('plain_insert'):.1f} us/row)")
+    if have("cold_start_linear"):
+        seconds = r["cold_start_linear"]["seconds"]
+        bound = None
+        if "cold_start_plpython" in r:
+            bound = (f"the first call of any PL/Python function on a new connection: "
+                     f"{r['cold_start_plpython']['seconds'] * 1000:.0f} ms (cold_start_plpython)")
+        target("cold_start_linear", "cold_start_linear <= 150 ms", seconds <= 0.150,
+               f"{seconds * 1000:.0f} ms", bound)
+    return targets
+
+
+def missing_results(results) -> list[str]:
+    names = by_name(results)
+    return [name for name in REQUIRED_RESULTS if name not in names]
+
+
+# --------------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------------
+def _number(value: float, digits: int = 2) -> str:
+    if value >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def format_table(results) -> str:
+    lines = [f"{'name':<28} {'group':<10} {'rows':>9} {'median s':>10} {'us/row':>11} {'rows/s':>13}  repeats",
+             "-" * 92]
+    for r in by_name(results).values():
+        lines.append(f"{r['name']:<28} {r['group']:<10} {r['rows']:>9,} {r['seconds']:>10.4f} "
+                     f"{_number(r['us_per_row']):>11} {r['rows_per_s']:>13,.0f}  {r['repeats']}")
+    return "\n".join(lines)
+
+
+def format_targets(targets: list[dict]) -> str:
+    lines = []
+    for t in targets:
+        lines.append(f"  [{'PASS' if t['passed'] else 'MISS'}] {t['goal']}: {t['measured']}")
+        if t.get("bound") and not t["passed"]:
+            lines.append(f"         bound: {t['bound']}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# The harness
+# --------------------------------------------------------------------------------------------------
+class Bench:
+    def __init__(self, conn, sizes: Sizes, quick: bool, log=None):
+        self.conn = conn
+        self.sizes = sizes
+        self.quick = quick
+        self.results: list[Result] = []
+        self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+        self._service = None
+        self._models_on_disk: dict[str, str] = {}
+        self._tmp = tempfile.TemporaryDirectory(prefix="pgmlkit-bench-")
+        self.started = time.perf_counter()
+
+    # ---- plumbing --------------------------------------------------------------------------------
+    def elapsed(self) -> str:
+        return f"{time.perf_counter() - self.started:6.1f}s"
+
+    def execute(self, sql: str, params=None):
+        return self.conn.execute(sql, params).fetchall()
+
+    def scalar(self, sql: str, params=None):
+        return self.conn.execute(sql, params).fetchone()[0]
+
+    def timed_runs(self, run, repeats: int | None = None, warmup: int = 1) -> list[float]:
+        return timed_runs(run, repeats or self.sizes.repeats, warmup)
+
+    def time_sql(self, sql: str, params=None, repeats: int | None = None, warmup: int = 1) -> list[float]:
+        return time_sql(self.conn, sql, params, repeats or self.sizes.repeats, warmup)
+
+    def add(self, name, group, rows, samples, description, **extra) -> Result:
+        result = Result(name, group, rows, samples, description, extra)
+        self.results.append(result)
+        if result.rows == 1:
+            shown = f"{result.seconds * 1000:,.1f} ms"
+        else:
+            shown = f"{_number(result.us_per_row)} us/row, {result.rows_per_s:,.0f} rows/s"
+        self.log(f"  {self.elapsed()}  {name:<28} {rows:>9,} rows x {len(samples)}  median {result.seconds:.4f} s"
+                 f"  ({shown})")
+        return result
+
+    # ---- 1. schema -------------------------------------------------------------------------------
+    def apply_sql(self) -> None:
+        from .db import run_sql_file
+        from .config import SQL_DIR
+
+        missing_files = [name for name in SQL_FILES if not (SQL_DIR / name).exists()]
+        if self.scalar("SELECT to_regprocedure('prediction_trigger_mode()') IS NOT NULL"):
+            self.trigger_mode_before = self.scalar("SELECT prediction_trigger_mode()")
+        for name in SQL_FILES:
+            if name not in missing_files:
+                self.log(f"  {self.elapsed()}  applying sql/{name}")
+                run_sql_file(name, self.conn)
+        self.check_functions(missing_files)
+
+    def check_functions(self, missing_files=()) -> None:
+        missing = missing_functions(self.conn)
+        if missing:
+            lines = [f"  {signature:<70} from sql/{source}"
+                     + (" (the file does not exist)" if source in missing_files else "")
+                     for signature, source in missing]
+            raise BenchError("the benchmark cannot run: these functions are missing from the database\n"
+                             + "\n".join(lines)
+                             + "\nFix: apply the sql/ files named above (psql -f sql/NN_*.sql), "
+                               "or finish them if they are not written yet.", status=2)
+
+    # ---- 2. data and models ----------------------------------------------------------------------
+    def prepare(self) -> None:
+        s = self.sizes
+        if not hasattr(self, "trigger_mode_before"):
+            self.trigger_mode_before = self.scalar("SELECT prediction_trigger_mode()")
+        self.scalar("SELECT use_prediction_trigger('none')")      # loading rows must not score them
+        self.log(f"  {self.elapsed()}  load_sample_customers({s.table_rows:,})")
+        self.scalar("SELECT load_sample_customers(%s, 42)", [s.table_rows])
+        self.conn.execute("VACUUM ANALYZE customer_data")
+        for algorithm in ALGORITHMS:
+            name = MODEL_NAMES[algorithm]
+            self.log(f"  {self.elapsed()}  train_purchase_model('{name}', '{algorithm}') on {s.train_rows:,} rows")
+            self.scalar("SELECT train_purchase_model(%s, %s, true, '{}', 0.2, 42, %s)",
+                        [name, algorithm, s.train_rows])
+        # The formula the linear model learned, for sql_expression (as float8 literals).
+        params = self.scalar(
+            "SELECT v.parameters FROM ml_models m JOIN ml_model_versions v USING (model_name, version)"
+            " WHERE m.model_name = %s", [LINEAR_MODEL])
+        c = params["coefficients"]
+        self.sql_formula = (f"({params['intercept']!r}::float8 + {c['age']!r}::float8 * age"
+                            f" + {c['income']!r}::float8 * income::float8 + {c['credit_score']!r}::float8 * credit_score)")
+
+    def restore(self) -> None:
+        mode = getattr(self, "trigger_mode_before", None)
+        if mode in ("row", "statement", "none"):
+            self.scalar("SELECT use_prediction_trigger(%s)", [mode])
+
+    # ---- 3. correctness --------------------------------------------------------------------------
+    def check_predictions(self) -> dict:
+        """The fast paths must predict what scikit-learn predicts, or their speed means nothing."""
+        n = self.sizes.check
+        rows = f"(SELECT id, age, income, credit_score FROM customer_data ORDER BY id LIMIT {n}) AS s"
+        linear = self.conn.execute(f"""
+            WITH reference AS (
+                SELECT id, ml_predict_sklearn('{LINEAR_MODEL}', {FEATURES_SQL}) AS sklearn,
+                       predict_purchase(age, income, credit_score)::float8 AS naive,
+                       predict_purchase_cached(age, income::float8, credit_score) AS cached,
+                       {self.sql_formula} AS sql_expression
+                  FROM {rows}),
+            batch AS (
+                SELECT unnest(array_agg(id ORDER BY id)) AS id,
+                       unnest(predict_purchase_batch(array_agg(age ORDER BY id), array_agg(income::float8 ORDER BY id),
+                                                     array_agg(credit_score ORDER BY id))) AS batch
+                  FROM {rows})
+            SELECT max(abs(naive - sklearn)), max(abs(cached - sklearn)), max(abs(batch - sklearn)),
+                   max(abs(sql_expression - sklearn)), max(abs(sklearn)), count(*), count(batch)
+              FROM reference JOIN batch USING (id)""").fetchone()
+        # Separate statements for the per-row and the batch forest paths, as an application would run them.
+        sklearn = dict(self.execute(f"SELECT id, ml_predict_sklearn('{FOREST_MODEL}', {FEATURES_SQL}) FROM {rows}"))
+        fast = dict(self.execute(f"SELECT id, ml_predict('{FOREST_MODEL}', {FEATURES_SQL}) FROM {rows}"))
+        ids, batch = self.conn.execute(
+            f"SELECT array_agg(id ORDER BY id), ml_predict_batch('{FOREST_MODEL}', array_agg({FEATURES_SQL} ORDER BY id))"
+            f" FROM {rows}").fetchone()
+        batch = dict(zip(ids, batch))
+        diff = lambda other: max((abs(other[k] - v) for k, v in sklearn.items()), default=None)  # noqa: E731
+        forest = (diff(fast), diff(batch), len(fast), len(batch))
+        checks = {"linear_naive": linear[0], "linear_cached": linear[1], "linear_batch": linear[2],
+                  "linear_sql_expression": linear[3], "rf_fast": forest[0], "rf_batch": forest[1]}
+        scale = max(1.0, float(linear[4] or 0))
+        wrong = {k: v for k, v in checks.items() if v is None or v > 1e-6 * scale}
+        if linear[5] != n or linear[6] != n or forest[2] != n or forest[3] != n:
+            wrong["row counts"] = (linear[5], linear[6], forest[2], forest[3], n)
+        self.log(f"  {self.elapsed()}  predictions agree with scikit-learn on {n:,} rows: "
+                 + ", ".join(f"{k} {v:.1e}" for k, v in checks.items() if v is not None))
+        if wrong:
+            raise BenchError(f"a fast path does not predict what scikit-learn predicts on {n} rows "
+                             f"(max |difference| per path): {wrong}")
+        return checks
+
+    # ---- 4. measurements -------------------------------------------------------------------------
+    def per_row(self, name, expression, n, description, **extra):
+        sql = per_row_sql(expression)
+        return self.add(name, "per_row", n, self.time_sql(sql, [n]), description, sql=sql % n, **extra)
+
+    def batch_call(self, name, call, n, description, group="batch", **extra):
+        sql = batch_sql(call)
+        return self.add(name, group, n, self.time_sql(sql, [n]), description, sql=sql % n, **extra)
+
+    def measure_per_row(self):
+        s = self.sizes
+        self.per_row("seed_naive_row", "predict_purchase(age, income, credit_score)", s.naive,
+                     "the talk's predict_purchase (types fixed): reads and unpickles the model on every call")
+        self.per_row("plpython_call_floor", "plpython_call_floor(age, income::float8, credit_score)", s.bulk,
+                     "bound: a PL/Python function that does nothing, same arguments as cached_row")
+        self.per_row("cached_row", "predict_purchase_cached(age, income::float8, credit_score)", s.bulk,
+                     "the kit's per-row path: model cached per session, a retrained model picked up")
+        self.per_row("sql_expression", self.sql_formula, s.bulk,
+                     "the same linear formula as a plain SQL expression (coefficients as literals): the bound")
+
+    def measure_batch(self):
+        s = self.sizes
+        arrays = "array_agg(age), array_agg(income::float8), array_agg(credit_score)"
+        self.batch_call("plpython_array_floor", f"plpython_array_floor({arrays})", s.bulk,
+                        "bound: three arrays into PL/Python and one back, nothing computed")
+        self.batch_call("batch", f"predict_purchase_batch({arrays})", s.bulk,
+                        "the kit's bulk scoring (linear): arrays in, one vectorised predict, array out")
+
+    def measure_forest(self, checks):
+        s = self.sizes
+        self.per_row("rf_sklearn_row", f"ml_predict_sklearn('{FOREST_MODEL}', {FEATURES_SQL})", s.rf_sklearn,
+                     "RandomForest (100 trees), cached, scikit-learn predict() per row")
+        self.per_row("rf_fast_row", f"ml_predict('{FOREST_MODEL}', {FEATURES_SQL})", s.rf_fast,
+                     "the kit's fast per-row path for the same forest", max_abs_diff=checks["rf_fast"],
+                     checked_rows=s.check)
+        self.batch_call("rf_batch", f"ml_predict_batch('{FOREST_MODEL}', array_agg({FEATURES_SQL}))", s.rf_batch,
+                        "the kit's batch path for the same forest", max_abs_diff=checks["rf_batch"],
+                        checked_rows=s.check)
+        self.batch_call("rf_sklearn_batch", f"ml_predict_sklearn_batch('{FOREST_MODEL}', array_agg({FEATURES_SQL}))",
+                        s.rf_batch, "the same forest, scikit-learn predict() on the whole matrix")
+
+    def measure_inserts(self):
+        n = self.sizes.insert
+        sql = ("INSERT INTO customer_data (age, income, credit_score)"
+               " SELECT age, income, credit_score FROM customer_data ORDER BY id LIMIT %s")
+        for name, mode, description in (
+                ("plain_insert", "none", "INSERT ... SELECT of n rows, no trigger"),
+                ("row_trigger_insert", "row", "the same INSERT with the kit's BEFORE INSERT FOR EACH ROW trigger"),
+                ("statement_trigger_insert", "statement",
+                 "the same INSERT with the kit's AFTER INSERT FOR EACH STATEMENT trigger (transition table)")):
+            def run(mode=mode):
+                # Each run is one transaction that is rolled back: the table stays as it was.
+                with self.conn.transaction(force_rollback=True):
+                    self.scalar("SELECT use_prediction_trigger(%s)", [mode])
+                    started = time.perf_counter()
+                    self.conn.execute(sql, [n])
+                    return time.perf_counter() - started
+            run()                                                 # warm-up
+            samples = [run() for _ in range(self.sizes.repeats)]
+            self.add(name, "insert", n, samples, description, sql=sql % n, trigger_mode=mode)
+        with self.conn.transaction(force_rollback=True):          # the rows really got predictions
+            self.scalar("SELECT use_prediction_trigger('statement')")
+            self.conn.execute(sql, [10])
+            scored = self.scalar("SELECT count(predicted_purchase) FROM customer_data"
+                                 " WHERE id > (SELECT max(id) - 10 FROM customer_data)")
+        if scored != 10:
+            raise BenchError(f"the statement trigger stored {scored} predictions for 10 inserted rows")
+
+    def cold(self, name, sql, description):
+        """A brand-new connection (a new backend process), then the first call: imports + unpickling."""
+        firsts, connects, _ = cold_start(sql, self.sizes.cold_repeats)
+        return self.add(name, "cold_start", 1, firsts, description, sql=sql,
+                        connect_seconds=statistics.median(connects))
+
+    def measure_cold_starts(self):
+        a, i, c = PROBE
+        self.cold("cold_start_plpython", f"SELECT plpython_call_floor({a}, {i}, {c})",
+                  "bound: the first call of any PL/Python function on a new connection")
+        self.cold("cold_import_numpy", "SELECT plpython_import_seconds('numpy')",
+                  "on a new connection: PL/Python start + import numpy")
+        self.cold("cold_import_sklearn", "SELECT plpython_import_seconds('sklearn.ensemble')",
+                  "on a new connection: PL/Python start + import scikit-learn (sklearn.ensemble)")
+        self.cold("cold_start_linear", f"SELECT predict_purchase_cached({a}, {i}, {c})",
+                  "seconds to the first prediction on a new connection, the kit's per-row linear path")
+        self.cold("cold_start_linear_sklearn", f"SELECT ml_predict_sklearn('{LINEAR_MODEL}', ARRAY[{a}, {i}, {c}]::float8[])",
+                  "the same first prediction through scikit-learn's predict(): import + unpickle")
+        self.cold("cold_start_rf", f"SELECT ml_predict('{FOREST_MODEL}', ARRAY[{a}, {i}, {c}]::float8[])",
+                  "seconds to the first prediction on a new connection, the kit's forest path")
+
+    # ---- client side -----------------------------------------------------------------------------
+    def client_model(self, model_name: str):
+        """The deployed model's bytes from the registry, digest checked, unpickled in this process."""
+        data, sha = self.conn.execute(
+            "SELECT v.model_data, v.model_sha256 FROM ml_models m JOIN ml_model_versions v USING (model_name, version)"
+            " WHERE m.model_name = %s", [model_name]).fetchone()
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise BenchError(f"{model_name}: registry bytes do not match their sha256; refusing to unpickle")
+        path = Path(self._tmp.name) / f"{model_name}.pkl"
+        path.write_bytes(data)
+        self._models_on_disk[model_name] = str(path)
+        return pickle.loads(data)
+
+    def write_back(self, ids, predictions) -> None:
+        with self.conn.cursor().copy("COPY bench_predictions (id, predicted) FROM STDIN") as copy:
+            for row in zip(ids, predictions):
+                copy.write_row(row)
+
+    def fetch(self, n):
+        return self.execute("SELECT id, age, income::float8, credit_score FROM customer_data LIMIT %s", [n])
+
+    def start_service(self):
+        specs = [f"{name}={path}" for name, path in self._models_on_disk.items()]
+        self._service = subprocess.Popen([sys.executable, "-m", "pgmlkit.bench_service", *specs],
+                                         stdout=subprocess.PIPE, text=True)
+        port = int(self._service.stdout.readline())
+        self._http = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self._http.connect()
+        self._http.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def stop_service(self):
+        if self._service is not None:
+            with contextlib.suppress(Exception):
+                self._http.close()
+            self._service.terminate()
+            self._service.wait(timeout=10)
+            self._service = None
+
+    def post(self, model_name, rows):
+        body = json.dumps({"rows": rows}).encode()
+        self._http.request("POST", f"/predict/{model_name}", body=body, headers={"Content-Type": "application/json"})
+        response = self._http.getresponse()
+        payload = json.loads(response.read())
+        if response.status != 200:
+            raise BenchError(f"the microservice answered {response.status}: {payload}")
+        return payload["predictions"]
+
+    def measure_client(self):
+        import numpy as np
+
+        s = self.sizes
+        model = self.client_model(LINEAR_MODEL)
+        self.client_model(FOREST_MODEL)
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS bench_predictions (id integer, predicted double precision)")
+
+        def roundtrip(n, predict):
+            def run():
+                self.conn.execute("TRUNCATE bench_predictions")
+                started = time.perf_counter()
+                rows = self.fetch(n)
+                predictions = predict(rows)
+                self.write_back([r[0] for r in rows], predictions)
+                return time.perf_counter() - started
+            return run
+
+        def samples_of(run):
+            run()                                                  # warm-up
+            return [run() for _ in range(s.repeats)]
+
+        def written(n):
+            count = self.scalar("SELECT count(*) FROM bench_predictions")
+            if count != n:
+                raise BenchError(f"expected {n} predictions written back, found {count}")
+
+        def in_database():
+            self.conn.execute("TRUNCATE bench_predictions")
+            started = time.perf_counter()
+            self.conn.execute(
+                "INSERT INTO bench_predictions (id, predicted)"
+                " SELECT unnest(ids), unnest(predict_purchase_batch(a, i, c)) FROM"
+                " (SELECT array_agg(id) AS ids, array_agg(age) AS a, array_agg(income::float8) AS i,"
+                "  array_agg(credit_score) AS c FROM (SELECT * FROM customer_data LIMIT %s) AS s) AS t", [s.client])
+            return time.perf_counter() - started
+
+        self.add("batch_write", "client", s.client, samples_of(in_database),
+                 "in the database: batch-score n rows and INSERT the predictions into a table")
+        written(s.client)
+
+        local = lambda rows: model.predict(np.array([r[1:] for r in rows], dtype=np.float64)).tolist()  # noqa: E731
+        self.add("client_roundtrip", "client", s.client, samples_of(roundtrip(s.client, local)),
+                 "psycopg fetches n rows, scikit-learn predicts in the client, COPY writes the predictions back")
+        written(s.client)
+
+        self.start_service()
+        try:
+            per_row = lambda name: (lambda rows: [self.post(name, [list(r[1:])])[0] for r in rows])  # noqa: E731
+            self.add("http_microservice", "client", s.http_row, samples_of(roundtrip(s.http_row, per_row(LINEAR_MODEL))),
+                     "the same model behind HTTP on loopback, one request per row (keep-alive), rows fetched "
+                     "and predictions written back as in client_roundtrip")
+            written(s.http_row)
+
+            def chunked(rows):
+                out = []
+                for start in range(0, len(rows), s.http_chunk):
+                    out += self.post(LINEAR_MODEL, [list(r[1:]) for r in rows[start:start + s.http_chunk]])
+                return out
+            self.add("http_microservice_batch", "client", s.http_batch, samples_of(roundtrip(s.http_batch, chunked)),
+                     f"the same service, {s.http_chunk:,} rows per request", chunk_rows=s.http_chunk)
+            written(s.http_batch)
+            self.add("http_microservice_rf", "client", s.http_rf,
+                     samples_of(roundtrip(s.http_rf, per_row(FOREST_MODEL))),
+                     "the forest behind the same service, one request per row")
+            written(s.http_rf)
+            # The pure protocol cost: one request per row, nothing fetched or written.
+            probe = [list(map(float, PROBE))]
+            calls = s.http_row
+            samples = self.timed_runs(lambda: [self.post(LINEAR_MODEL, probe) for _ in range(calls)])
+            self.add("http_request_only", "client", calls, samples,
+                     "bound: one HTTP request + predict() per row, no database involved")
+        finally:
+            self.stop_service()
+
+    # ---- models: complexity vs speed vs accuracy vs memory ---------------------------------------
+    def measure_models(self):
+        s = self.sizes
+        a, i, c = PROBE
+        baseline_kb = min(backend_memory_after() for _ in range(2))   # PL/Python started, nothing imported
+        for algorithm in ALGORITHMS:
+            name = MODEL_NAMES[algorithm]
+            estimator, size, r2, fit = self.conn.execute(
+                "SELECT v.algorithm, octet_length(v.model_data), (v.metrics->>'r2')::float8,"
+                " (v.metrics->>'fit_seconds')::float8"
+                " FROM ml_models m JOIN ml_model_versions v USING (model_name, version) WHERE m.model_name = %s",
+                [name]).fetchone()
+            per_row = self.time_sql(per_row_sql(f"ml_predict_sklearn('{name}', {FEATURES_SQL})"),
+                                    [s.model_row[algorithm]])
+            batch = statistics.median(self.time_sql(
+                batch_sql(f"ml_predict_sklearn_batch('{name}', array_agg({FEATURES_SQL}))"), [s.model_batch]))
+            first = f"SELECT ml_predict_sklearn('{name}', ARRAY[{a}, {i}, {c}]::float8[])"
+            # A new connection: time the first prediction, then read the backend's memory.
+            colds, _, memory = cold_start(first, s.cold_repeats, warmup=0,
+                                          then="SELECT rss_anon_kb FROM backend_memory()")
+            loaded_kb = statistics.median(m[0][0] for m in memory)
+            # Another new connection that only imports the libraries: what is left is the model itself.
+            libraries_kb = backend_memory_after(*[f"SELECT plpython_import_seconds('{module}')"
+                                                  for module in LIBRARY_MODULES[algorithm]])
+            self.add(f"model_{algorithm}", "models", s.model_row[algorithm], per_row,
+                     f"{estimator}: scikit-learn predict() per row; batch, accuracy, size, memory, cold start alongside",
+                     model_name=name, algorithm=algorithm, estimator=estimator, pickled_bytes=size,
+                     holdout_r2=r2, fit_seconds=fit, batch_rows=s.model_batch,
+                     batch_us_per_row=batch / s.model_batch * 1e6, cold_start_seconds=statistics.median(colds),
+                     memory_growth_kb=loaded_kb - baseline_kb, library_memory_kb=libraries_kb - baseline_kb,
+                     model_memory_kb=loaded_kb - libraries_kb, memory_baseline_kb=baseline_kb)
+
+    # ---- training time vs rows -------------------------------------------------------------------
+    def measure_training(self):
+        s = self.sizes
+        for algorithm, sizes in s.training.items():
+            self.execute("SELECT * FROM training_cost(%s, %s)", [algorithm, 1_000])   # warm-up: imports
+            for n in sizes:
+                if n > s.table_rows:
+                    continue
+                repeats = s.repeats if n <= s.training_repeats_up_to else 1
+                runs = [self.conn.execute("SELECT * FROM training_cost(%s, %s)", [algorithm, n]).fetchone()
+                        for _ in range(repeats)]
+                # columns: training_rows, fetch_seconds, fit_seconds, total_seconds, pickled_bytes, holdout_r2
+                self.add(f"train_{algorithm}_{n}", "training", n, [run[3] for run in runs],
+                         f"train_purchase_model('{algorithm}') on {n:,} rows (fetch + fit + pickle + register)",
+                         algorithm=algorithm, fetch_seconds=statistics.median(run[1] for run in runs),
+                         fit_seconds=statistics.median(run[2] for run in runs),
+                         pickled_bytes=runs[-1][4], holdout_r2=runs[-1][5])
+
+    # ---- run -------------------------------------------------------------------------------------
+    def steps(self):
+        return [("schema", self.apply_sql), ("data and models", self.prepare),
+                ("correctness", None), ("per-row paths", self.measure_per_row), ("batch paths", self.measure_batch),
+                ("random forest", None), ("inserts and triggers", self.measure_inserts),
+                ("cold starts", self.measure_cold_starts), ("client and microservice", self.measure_client),
+                ("models: complexity vs speed vs accuracy", self.measure_models),
+                ("training time vs rows", self.measure_training)]
+
+    def run(self, only: set[str] | None = None) -> dict:
+        steps = self.steps()
+        checks = {}
+        try:
+            for number, (title, step) in enumerate(steps, 1):
+                if only and title not in only and number > 3:
+                    continue
+                self.log(f"[{number:2d}/{len(steps)}] {title}")
+                if title == "correctness":
+                    checks = self.check_predictions()
+                elif title == "random forest":
+                    self.measure_forest(checks)
+                else:
+                    step()
+        finally:
+            with contextlib.suppress(Exception):
+                self.stop_service()
+            with contextlib.suppress(Exception):
+                self.restore()
+        return {"environment": self.environment(checks), "results": [r.as_json() for r in self.results],
+                "targets": evaluate_targets(self.results)}
+
+    def environment(self, checks) -> dict:
+        server_versions = self.scalar("SELECT ml_library_versions()")
+        info = self.conn.info
+        cpu = "unknown"
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        memory_kb = None
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            memory_kb = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
+        client = {}
+        for package in ("scikit-learn", "numpy", "psycopg"):
+            with contextlib.suppress(metadata.PackageNotFoundError):
+                client[package] = metadata.version(package)
+        commit = None
+        with contextlib.suppress(Exception):
+            commit = subprocess.run(["git", "-C", str(KIT_ROOT), "rev-parse", "--short", "HEAD"],
+                                    capture_output=True, text=True, timeout=5).stdout.strip() or None
+        return {
+            "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "quick": self.quick,
+            "postgresql": self.scalar("SHOW server_version"),
+            "postgresql_version": self.scalar("SELECT version()"),
+            "server_python": server_versions.get("python"),
+            "server_packages": {k: v for k, v in server_versions.items() if k != "python"},
+            "client_python": platform.python_version(),
+            "client_packages": client,
+            "cores": os.cpu_count(),
+            "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "cpu_model": cpu,
+            "memory_total_kb": memory_kb,
+            "platform": platform.platform(),
+            "database": {"host": info.host, "port": info.port, "dbname": info.dbname},
+            "session_settings": {name: self.scalar(f"SHOW {name}") for name in ("jit", "max_parallel_workers_per_gather")},
+            "table_rows": self.sizes.table_rows,
+            "train_rows": self.sizes.train_rows,
+            "sizes": {k: v for k, v in self.sizes.__dict__.items()},
+            "prediction_checks_max_abs_diff": checks,
+            "kit_commit": commit,
+            "duration_seconds": round(time.perf_counter() - self.started, 1),
+        }
+
+
+def run_benchmark(quick: bool = False, only=None, log=None, conn=None) -> dict:
+    """Run the benchmark on the kit's database (DATABASE_URL) and return the bench.json document."""
+    from .db import connect
+
+    owned = conn is None
+    conn = conn or connect()
+    try:
+        # One core, no compilation: every path is timed the same way, and none gets a parallel
+        # worker or a JIT compile the others do not (both would distort small runs most).
+        conn.execute("SET jit = off")
+        conn.execute("SET max_parallel_workers_per_gather = 0")
+        return Bench(conn, QUICK if quick else FULL, quick, log=log).run(only)
+    finally:
+        if owned:
+            conn.close()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pgmlkit.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, fewer repeats (a few minutes; CI's smoke run)")
+    parser.add_argument("--output", default=str(KIT_ROOT / "build" / "bench.json"), help="where to write the JSON")
+    parser.add_argument("--only", nargs="*", help="run only these steps (by title), for debugging; the JSON is partial")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    print(f"pgmlkit bench ({'QUICK' if args.quick else 'full'}) — progress below; it replaces customer_data's rows "
+          "and deploys new model versions", file=sys.stderr, flush=True)
+    try:
+        document = run_benchmark(quick=args.quick, only=set(args.only) if args.only else None)
+    except BenchError as error:
+        print(f"\nbench: FAILED — {error}", file=sys.stderr)
+        return error.status
+    except ConnectionError as error:
+        print(f"\nbench: {error}", file=sys.stderr)
+        return 2
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(document, indent=2) + "\n")
+
+    print(format_table(document["results"]))
+    print(f"\nTargets (ratios measured in this run, {document['environment']['cores']} cores, "
+          f"{'QUICK' if args.quick else 'full'}):")
+    print(format_targets(document["targets"]))
+    missing = missing_results(document["results"])
+    print(f"\nWrote {output} in {time.perf_counter() - started:.0f} s"
+          + (f"; partial run, missing: {', '.join(missing)}" if missing else ""))
+    if missing and not args.only:
+        return 1
+    if args.strict and not all(t["passed"] for t in document["targets"]):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
