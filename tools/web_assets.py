@@ -62,6 +62,10 @@ class AssetError(RuntimeError):
     """The assets could not be fetched or verified (the message names the fix)."""
 
 
+class FetchError(AssetError):
+    """npm is missing or the registry could not be reached: --cdn is the way out."""
+
+
 def sri(path: Path) -> str:
     return "sha512-" + base64.b64encode(hashlib.sha512(path.read_bytes()).digest()).decode()
 
@@ -72,18 +76,18 @@ def fetch(package: Package, vendor: Path = VENDOR) -> Path:
     tarball = vendor / package.tarball
     if not tarball.exists():
         if not shutil.which("npm"):
-            raise AssetError(f"npm is needed once to fetch {package.name} {package.version} for offline slides. "
-                             "Fix: install Node.js/npm (Debian/Ubuntu: sudo apt-get install npm), "
+            raise FetchError(f"npm is needed once to fetch {package.name} {package.version} for offline slides. "
+                             "\n       Fix: install Node.js/npm (Debian/Ubuntu: sudo apt-get install npm), "
                              "or build pages that load it from a CDN: add --cdn.")
         result = subprocess.run(["npm", "pack", f"{package.name}@{package.version}", "--json",
                                  "--pack-destination", str(vendor)],
                                 capture_output=True, text=True)
         if result.returncode != 0 or not tarball.exists():
-            raise AssetError(f"npm pack {package.name}@{package.version} failed: {result.stderr.strip()[-400:]} "
-                             "Fix: check access to the npm registry (npm ping), or add --cdn.")
+            raise FetchError(f"npm pack {package.name}@{package.version} failed: {result.stderr.strip()[-400:]} "
+                             "\n       Fix: check access to the npm registry (npm ping), or add --cdn.")
     if sri(tarball) != package.integrity:
         tarball.unlink()
-        raise AssetError(f"{tarball.name} does not match the sha512 pinned in tools/web_assets.py; deleted it. "
+        raise AssetError(f"{tarball.name} does not match the sha512 pinned in tools/web_assets.py; deleted it.\n       "
                          "Fix: run the build again; if it fails again, the registry served other bytes.")
     return tarball
 
@@ -105,7 +109,10 @@ def install(out: Path, vendor: Path = VENDOR, names=tuple(PACKAGES)) -> Path:
                                              for f in package.files)]
             for member in members:
                 member.name = member.name[len("package/"):]
-                archive.extract(member, target, filter="data")
+                try:
+                    archive.extract(member, target, filter="data")   # no paths outside target
+                except TypeError:                                     # Python without extraction filters
+                    archive.extract(member, target)
         stamp.write_text(package.integrity)
     (assets / "README.txt").write_text(
         "Copied by tools/web_assets.py from these npm packages (their licences are inside):\n"
