@@ -58,9 +58,11 @@ CREATE INDEX IF NOT EXISTS ml_prediction_errors_row ON ml_prediction_errors (tab
 -- Which model scores which table, and what a failed prediction does to the INSERT:
 --   'log'    keep the row with a NULL prediction and log the reason (the default);
 --   'reject' abort the INSERT with the reason, for tables where a prediction is mandatory.
--- A plain UPDATE changes it; every session sees the change at its next row.
+-- A plain UPDATE changes it; every session sees the change at its next row. table_name is the
+-- table's name as the trigger sees it (TG_TABLE_NAME): text, so the settings survive a table
+-- being dropped and created again (a regclass would point at the old table's OID).
 CREATE TABLE IF NOT EXISTS ml_prediction_settings (
-    table_name     regclass PRIMARY KEY,
+    table_name     text PRIMARY KEY,
     model_name     text NOT NULL,
     on_failure     text NOT NULL DEFAULT 'log' CHECK (on_failure IN ('log', 'reject')),
     flag_threshold double precision CHECK (flag_threshold BETWEEN 0 AND 1)   -- classifiers only
@@ -68,6 +70,17 @@ CREATE TABLE IF NOT EXISTS ml_prediction_settings (
 INSERT INTO ml_prediction_settings (table_name, model_name, on_failure)
 VALUES ('customer_data', 'purchase_predictor', 'log')
 ON CONFLICT (table_name) DO NOTHING;          -- re-applying this file keeps your choices
+
+-- @block settings_upgrade
+-- The first version of this file stored table_name as regclass; convert such a table in place.
+DO $$
+BEGIN
+    IF (SELECT atttypid FROM pg_attribute WHERE attrelid = 'ml_prediction_settings'::regclass
+                                            AND attname = 'table_name') = 'regclass'::regtype THEN
+        ALTER TABLE ml_prediction_settings ALTER COLUMN table_name TYPE text USING table_name::text;
+    END IF;
+END;
+$$;
 
 -- @block predict_purchase_trigger
 -- The kit's row trigger: the talk's idea, made failure-safe and fast.
@@ -88,9 +101,11 @@ from decimal import Decimal
 FEATURES = ("age", "income", "credit_score")
 
 class PredictionFailure(Exception):
-    def __init__(self, message, hint=None):
+    # sqlstate says whose problem it is: 22xxx the row's data (fix the row), 55000 the model
+    # or its setup (fix the deployment, then retry the row).
+    def __init__(self, message, hint=None, sqlstate="55000"):
         super().__init__(message)
-        self.hint = hint
+        self.hint, self.sqlstate = hint, sqlstate
 
 if "settings_plan" not in SD:                         # prepared once per session
     SD["settings_plan"] = plpy.prepare(
@@ -98,7 +113,7 @@ if "settings_plan" not in SD:                         # prepared once per sessio
         "  FROM ml_prediction_settings s"
         "  LEFT JOIN ml_models m ON m.model_name = s.model_name"
         "  LEFT JOIN ml_model_versions v ON v.model_name = m.model_name AND v.version = m.version"
-        " WHERE s.table_name = $1", ["oid"])
+        " WHERE s.table_name = $1", ["text"])
     SD["load_plan"] = plpy.prepare("SELECT ml_load_model($1) AS version", ["text"])
     SD["log_plan"] = plpy.prepare(
         "INSERT INTO ml_prediction_errors (model_name, model_version, table_name, row_id, row_data, error, hint)"
@@ -127,15 +142,17 @@ def predictor_for(model_name, version, sha256):
         return version, SD["predictors"][loaded]
     return version, SD["predictors"][(model_name, version, sha256)]
 
-def jsonable(value):                                  # as to_jsonb() writes NUMERIC
+def jsonable(value):                                  # as to_jsonb() writes numbers
     if isinstance(value, Decimal):
         if not value.is_finite():
-            return str(value)
+            return str(value)                         # "NaN", "Infinity": JSON has no such numbers
         return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[str(value)]
     return value
 
 new = TD["new"]
-found = SD["settings_plan"].execute([TD["relid"]])
+found = SD["settings_plan"].execute([TD["table_name"]])
 model_name, on_failure, version, sha256 = (found[0]["model_name"], found[0]["on_failure"],
                                            found[0]["version"], found[0]["model_sha256"]) \
     if found else (None, "log", None, None)
@@ -150,32 +167,40 @@ try:
     for name in FEATURES:
         if new[name] is None:
             raise PredictionFailure(f"feature {name} is NULL",
-                                    f"The model needs all of {', '.join(FEATURES)}; fill in {name}.")
+                                    f"The model needs all of {', '.join(FEATURES)}; fill in {name}.", "22004")
         value = float(new[name])
         if not math.isfinite(value):
-            raise PredictionFailure(f"feature {name} is {new[name]}", "Features must be finite numbers.")
+            raise PredictionFailure(f"feature {name} is {new[name]}", "Features must be finite numbers.", "22023")
         x.append(value)
     version, predict = predictor_for(model_name, version, sha256)
     prediction = predict(x)
     if not abs(prediction) < 1e15:                    # also catches NaN and ±Infinity
         raise PredictionFailure(f"the model returned {prediction}, not a plausible amount",
-                                "Check the inputs against the training range.")
+                                "Check the inputs against the training range.", "22023")
     new["predicted_purchase"] = Decimal(round(prediction * 100)).scaleb(-2)   # cents, as the batch trigger
     new["model_version"] = version
 except plpy.spiexceptions.QueryCanceled:
     raise                                             # statement_timeout or a cancel: never swallow
 except Exception as error:
     if isinstance(error, PredictionFailure):
-        message, hint = str(error), error.hint
-    elif isinstance(error, plpy.SPIError):            # e.g. raised inside ml_load_model
+        message, hint, sqlstate = str(error), error.hint, error.sqlstate
+    elif isinstance(error, plpy.SPIError):            # raised inside ml_load_model
         message = str(error).removeprefix("plpy.Error: ")
         hint = error.spidata[2] if getattr(error, "spidata", None) else None
+        sqlstate = getattr(error, "sqlstate", None) or "55000"     # e.g. P0002, XX001: sql/04's
+        if hint is None:                              # not one of its checks: unpickling itself failed
+            message = f"loading model {model_name!r} version {version} failed: {message}"
+            hint = f"Deploy a version that loads (notebook 07: SELECT ml_rollback('{model_name}');)."
+            sqlstate = "55000"
     else:                                             # e.g. the unpickled object cannot predict
-        message, hint = f"{type(error).__name__}: {error}", None
+        message = f"model {model_name!r} version {version} failed: {type(error).__name__}: {error}"
+        hint = f"Deploy a version that works (notebook 07: SELECT ml_rollback('{model_name}');)."
+        sqlstate = "55000"
     if on_failure == "reject":
         plpy.error(f"prediction required for {TD['table_name']} failed: {message}",
                    detail=f"model {model_name!r} version {version}, row id {new.get('id')}",
-                   hint=hint or "Fix the model or the row, or set on_failure = 'log' in ml_prediction_settings.")
+                   hint=hint or "Fix the model or the row, or set on_failure = 'log' in ml_prediction_settings.",
+                   sqlstate=sqlstate)
     SD["log_plan"].execute([model_name, version, TD["table_name"], new.get("id"),
                             json.dumps({k: jsonable(v) for k, v in new.items()}, default=str), message, hint])
     new["predicted_purchase"] = None                  # the row is kept, without a prediction
@@ -201,9 +226,11 @@ import numpy as np
 FEATURES = ("age", "income", "credit_score")
 
 class PredictionFailure(Exception):
-    def __init__(self, message, hint=None):
+    # sqlstate says whose problem it is: 22xxx the row's data (fix the row), 55000 the model
+    # or its setup (fix the deployment, then retry the row).
+    def __init__(self, message, hint=None, sqlstate="55000"):
         super().__init__(message)
-        self.hint = hint
+        self.hint, self.sqlstate = hint, sqlstate
 
 if "read_plan" not in SD:
     SD["settings_plan"] = plpy.prepare(
@@ -211,7 +238,7 @@ if "read_plan" not in SD:
         "  FROM ml_prediction_settings s"
         "  LEFT JOIN ml_models m ON m.model_name = s.model_name"
         "  LEFT JOIN ml_model_versions v ON v.model_name = m.model_name AND v.version = m.version"
-        " WHERE s.table_name = $1", ["oid"])
+        " WHERE s.table_name = $1", ["text"])
     SD["load_plan"] = plpy.prepare("SELECT ml_load_model($1) AS version", ["text"])
     # Arrays, not rows: four float8[] cross into Python far faster than thousands of dicts.
     SD["read_plan"] = plpy.prepare(
@@ -263,7 +290,7 @@ rows = SD["read_plan"].execute()[0]
 if rows["ids"] is None:                               # an INSERT ... SELECT that matched nothing
     return
 ids = rows["ids"]
-found = SD["settings_plan"].execute([TD["relid"]])
+found = SD["settings_plan"].execute([TD["table_name"]])
 model_name, on_failure, version, sha256 = (found[0]["model_name"], found[0]["on_failure"],
                                            found[0]["version"], found[0]["model_sha256"]) \
     if found else (None, "log", None, None)
@@ -274,9 +301,10 @@ good = np.isfinite(X).all(axis=1)
 for i in np.flatnonzero(~good):                       # only the bad rows are looked at one by one
     name = next(f for f in FEATURES if rows[f][i] is None or not math.isfinite(rows[f][i]))
     if rows[name][i] is None:
-        failed[ids[i]] = (f"feature {name} is NULL", f"The model needs all of {', '.join(FEATURES)}; fill in {name}.")
+        failed[ids[i]] = (f"feature {name} is NULL", f"The model needs all of {', '.join(FEATURES)}; fill in {name}.",
+                          "22004")
     else:
-        failed[ids[i]] = (f"feature {name} is {shown(rows[name][i])}", "Features must be finite numbers.")
+        failed[ids[i]] = (f"feature {name} is {shown(rows[name][i])}", "Features must be finite numbers.", "22023")
 try:
     if not found:
         raise PredictionFailure(f"no model is configured for table {TD['table_name']}",
@@ -291,7 +319,7 @@ try:
         implausible = good & ~(np.abs(predictions) < 1e15)          # also catches NaN and ±Infinity
         for i in np.flatnonzero(implausible):
             failed[ids[i]] = (f"the model returned {predictions[i]}, not a plausible amount",
-                              "Check the inputs against the training range.")
+                              "Check the inputs against the training range.", "22023")
         cents = np.rint(predictions * 100)            # cents, bit for bit as the row trigger rounds
         cents[implausible] = np.nan
         id_array = np.array(ids, dtype=np.int64)
@@ -307,23 +335,31 @@ except plpy.spiexceptions.QueryCanceled:
     raise                                             # statement_timeout or a cancel: never swallow
 except Exception as error:                            # the whole batch failed: every row gets the reason
     if isinstance(error, PredictionFailure):
-        message, hint = str(error), error.hint
-    elif isinstance(error, plpy.SPIError):            # e.g. raised inside ml_load_model
+        message, hint, sqlstate = str(error), error.hint, error.sqlstate
+    elif isinstance(error, plpy.SPIError):            # raised inside ml_load_model
         message = str(error).removeprefix("plpy.Error: ")
         hint = error.spidata[2] if getattr(error, "spidata", None) else None
-    else:
-        message, hint = f"{type(error).__name__}: {error}", None
+        sqlstate = getattr(error, "sqlstate", None) or "55000"     # e.g. P0002, XX001: sql/04's
+        if hint is None:                              # not one of its checks: unpickling itself failed
+            message = f"loading model {model_name!r} version {version} failed: {message}"
+            hint = f"Deploy a version that loads (notebook 07: SELECT ml_rollback('{model_name}');)."
+            sqlstate = "55000"
+    else:                                             # e.g. the unpickled object cannot predict
+        message = f"model {model_name!r} version {version} failed: {type(error).__name__}: {error}"
+        hint = f"Deploy a version that works (notebook 07: SELECT ml_rollback('{model_name}');)."
+        sqlstate = "55000"
     for i in ids:
-        failed.setdefault(i, (message, hint))
+        failed.setdefault(i, (message, hint, sqlstate))
 
 if failed:
     first_failed = min(failed)
     if on_failure == "reject":
-        message, hint = failed[first_failed]
+        message, hint, sqlstate = failed[first_failed]
         plpy.error(f"prediction required for {TD['table_name']} failed: {message}",
                    detail=f"model {model_name!r} version {version}, row id {first_failed}"
                           f" (and {len(failed) - 1} more of the statement's {len(ids)} rows)",
-                   hint=hint or "Fix the model or the rows, or set on_failure = 'log' in ml_prediction_settings.")
+                   hint=hint or "Fix the model or the rows, or set on_failure = 'log' in ml_prediction_settings.",
+                   sqlstate=sqlstate)
     keys = sorted(failed)
     SD["log_plan"].execute([model_name, version, TD["table_name"], keys,
                             [failed[k][0] for k in keys], [failed[k][1] for k in keys]])
@@ -572,9 +608,11 @@ import json, math
 from decimal import Decimal
 
 class PredictionFailure(Exception):
-    def __init__(self, message, hint=None):
+    # sqlstate says whose problem it is: 22xxx the row's data (fix the row), 55000 the model
+    # or its setup (fix the deployment, then retry the row).
+    def __init__(self, message, hint=None, sqlstate="55000"):
         super().__init__(message)
-        self.hint = hint
+        self.hint, self.sqlstate = hint, sqlstate
 
 if "settings_plan" not in SD:
     SD["settings_plan"] = plpy.prepare(
@@ -582,7 +620,7 @@ if "settings_plan" not in SD:
         "  FROM ml_prediction_settings s"
         "  LEFT JOIN ml_models m ON m.model_name = s.model_name"
         "  LEFT JOIN ml_model_versions v ON v.model_name = m.model_name AND v.version = m.version"
-        " WHERE s.table_name = $1", ["oid"])
+        " WHERE s.table_name = $1", ["text"])
     SD["load_plan"] = plpy.prepare("SELECT ml_load_model($1) AS version", ["text"])
     SD["features_plan"] = plpy.prepare(
         "SELECT features FROM ml_model_versions WHERE model_name = $1 AND version = $2", ["text", "integer"])
@@ -607,15 +645,17 @@ def scorer_for(model_name, version, sha256):
         SD["scorers"] = {(model_name, version, sha256): (model, features, list(model.classes_).index(True))}
     return (version,) + SD["scorers"][(model_name, version, sha256)]
 
-def jsonable(value):                                  # as to_jsonb() writes NUMERIC
+def jsonable(value):                                  # as to_jsonb() writes numbers
     if isinstance(value, Decimal):
         if not value.is_finite():
-            return str(value)
+            return str(value)                         # "NaN", "Infinity": JSON has no such numbers
         return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[str(value)]
     return value
 
 new = TD["new"]
-found = SD["settings_plan"].execute([TD["relid"]])
+found = SD["settings_plan"].execute([TD["table_name"]])
 model_name, on_failure, threshold, version, sha256 = (
     found[0]["model_name"], found[0]["on_failure"], found[0]["flag_threshold"],
     found[0]["version"], found[0]["model_sha256"]) if found else (None, "log", None, None, None)
@@ -632,18 +672,20 @@ try:
         column, _, category = feature.partition("=")
         value = new.get(column)
         if value is None:
-            raise PredictionFailure(f"feature {column} is NULL", f"The fraud model needs {column}.")
+            raise PredictionFailure(f"feature {column} is NULL", f"The fraud model needs {column}.", "22004")
         if category:                                  # one-hot: 1.0 for the row's own category
             x.append(1.0 if value == category else 0.0)
         else:
             value = float(value)
             if not math.isfinite(value):
-                raise PredictionFailure(f"feature {column} is {new[column]}", "Features must be finite numbers.")
+                shown = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[str(value)]   # as SQL spells it
+                raise PredictionFailure(f"feature {column} is {shown}", "Features must be finite numbers.", "22023")
             x.append(value)
     known = [f.partition("=")[2] for f in features if f.startswith("merchant_category=")]
     if known and new["merchant_category"] not in known:
         raise PredictionFailure(f"merchant_category {new['merchant_category']!r} was not seen in training",
-                                "Known categories: " + ", ".join(known) + ". Retrain when a new category has history.")
+                                "Known categories: " + ", ".join(known) + ". Retrain when a new category has history.",
+                                "22023")
     probability = float(model.predict_proba([x])[0][fraud_column])
     new["fraud_probability"] = probability
     new["is_flagged"] = probability >= (0.5 if threshold is None else threshold)
@@ -652,16 +694,24 @@ except plpy.spiexceptions.QueryCanceled:
     raise
 except Exception as error:
     if isinstance(error, PredictionFailure):
-        message, hint = str(error), error.hint
-    elif isinstance(error, plpy.SPIError):
+        message, hint, sqlstate = str(error), error.hint, error.sqlstate
+    elif isinstance(error, plpy.SPIError):            # raised inside ml_load_model
         message = str(error).removeprefix("plpy.Error: ")
         hint = error.spidata[2] if getattr(error, "spidata", None) else None
-    else:
-        message, hint = f"{type(error).__name__}: {error}", None
+        sqlstate = getattr(error, "sqlstate", None) or "55000"     # e.g. P0002, XX001: sql/04's
+        if hint is None:                              # not one of its checks: unpickling itself failed
+            message = f"loading model {model_name!r} version {version} failed: {message}"
+            hint = f"Deploy a version that loads (notebook 07: SELECT ml_rollback('{model_name}');)."
+            sqlstate = "55000"
+    else:                                             # e.g. the unpickled object cannot predict
+        message = f"model {model_name!r} version {version} failed: {type(error).__name__}: {error}"
+        hint = f"Deploy a version that works (notebook 07: SELECT ml_rollback('{model_name}');)."
+        sqlstate = "55000"
     if on_failure == "reject":
         plpy.error(f"prediction required for {TD['table_name']} failed: {message}",
                    detail=f"model {model_name!r} version {version}, row id {new.get('id')}",
-                   hint=hint or "Fix the model or the row, or set on_failure = 'log' in ml_prediction_settings.")
+                   hint=hint or "Fix the model or the row, or set on_failure = 'log' in ml_prediction_settings.",
+                   sqlstate=sqlstate)
     SD["log_plan"].execute([model_name, version, TD["table_name"], new.get("id"),
                             json.dumps({k: jsonable(v) for k, v in new.items()}, default=str), message, hint])
     new["fraud_probability"] = None                   # kept unscored: is_flagged NULL means "review by hand"
