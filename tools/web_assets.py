@@ -76,19 +76,19 @@ def fetch(package: Package, vendor: Path = VENDOR) -> Path:
     tarball = vendor / package.tarball
     if not tarball.exists():
         if not shutil.which("npm"):
-            raise FetchError(f"npm is needed once to fetch {package.name} {package.version} for offline slides. "
+            raise FetchError(f"npm is needed once to fetch {package.name} {package.version} for offline slides."
                              "\n       Fix: install Node.js/npm (Debian/Ubuntu: sudo apt-get install npm), "
                              "or build pages that load it from a CDN: add --cdn.")
         result = subprocess.run(["npm", "pack", f"{package.name}@{package.version}", "--json",
                                  "--pack-destination", str(vendor)],
                                 capture_output=True, text=True)
         if result.returncode != 0 or not tarball.exists():
-            raise FetchError(f"npm pack {package.name}@{package.version} failed: {result.stderr.strip()[-400:]} "
+            raise FetchError(f"npm pack {package.name}@{package.version} failed: {result.stderr.strip()[-400:]}"
                              "\n       Fix: check access to the npm registry (npm ping), or add --cdn.")
     if sri(tarball) != package.integrity:
         tarball.unlink()
-        raise AssetError(f"{tarball.name} does not match the sha512 pinned in tools/web_assets.py; deleted it.\n       "
-                         "Fix: run the build again; if it fails again, the registry served other bytes.")
+        raise AssetError(f"{tarball.name} does not match the sha512 pinned in tools/web_assets.py; deleted it."
+                         "\n       Fix: run the build again; if it fails again, the registry served other bytes.")
     return tarball
 
 
