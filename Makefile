@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help lab test db db-stop db-reset db-destroy venv check bench clean
+.PHONY: help lab test db db-stop db-reset db-destroy venv check bench slides html navigation clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -35,6 +35,16 @@ venv:  ## the client environment (.venv + the pg-ml-kit Jupyter kernel)
 
 check: db venv  ## the setup check of notebook 00, in the terminal
 	@$(PY) -m pgmlkit.check
+
+navigation:  ## regenerate navigation cells, notebooks/index.ipynb, the README course table and the agenda
+	$(PY) tools/add_navigation.py
+	$(PY) tools/build_index.py
+
+slides: venv  ## reveal.js slides of every notebook -> build/slides/ (offline; npm fetches reveal.js once)
+	$(PY) tools/build_slides.py
+
+html: venv  ## the executed notebooks as web pages, nothing re-run -> build/html/index.html
+	$(PY) tools/build_html.py
 
 clean:  ## remove .venv, build/ and caches (the database stays; see db-destroy)
 	rm -rf .venv build .pytest_cache
