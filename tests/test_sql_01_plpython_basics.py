@@ -3,6 +3,8 @@ NULL input and wrong types, the numpy.float64 -> NUMERIC failure and its fix, an
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from decimal import Decimal
 from importlib import metadata
 
@@ -28,6 +30,17 @@ def value(conn, query, params=None):
 def test_applying_the_file_twice_succeeds(apply_sql, conn):
     apply_sql(SQL, SQL)
     assert value(conn, "SELECT plpy_demo_hello('again')").startswith("Hello, again")
+
+
+def test_psql_applies_the_file_twice(database_url):
+    """Plain SQL, no psql backslash commands: `psql -f` works, and a second time too."""
+    if shutil.which("psql") is None:
+        pytest.skip("psql is not installed")
+    path = pgmlkit.SQL_DIR / SQL
+    for _ in range(2):
+        done = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", database_url, "-f", str(path)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
 
 
 # -- the language and who may use it ------------------------------------------------------------
