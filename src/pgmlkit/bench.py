@@ -834,6 +834,13 @@ class Bench:
         }
 
 
+def configure_session(conn) -> None:
+    """One core, no compilation: every path is timed the same way, and none gets a parallel worker
+    or a JIT compile the others do not (both would distort small runs the most)."""
+    conn.execute("SET jit = off")
+    conn.execute("SET max_parallel_workers_per_gather = 0")
+
+
 def run_benchmark(quick: bool = False, only=None, log=None, conn=None) -> dict:
     """Run the benchmark on the kit's database (DATABASE_URL) and return the bench.json document."""
     from .db import connect
@@ -841,10 +848,7 @@ def run_benchmark(quick: bool = False, only=None, log=None, conn=None) -> dict:
     owned = conn is None
     conn = conn or connect()
     try:
-        # One core, no compilation: every path is timed the same way, and none gets a parallel
-        # worker or a JIT compile the others do not (both would distort small runs most).
-        conn.execute("SET jit = off")
-        conn.execute("SET max_parallel_workers_per_gather = 0")
+        configure_session(conn)
         return Bench(conn, QUICK if quick else FULL, quick, log=log).run(only)
     finally:
         if owned:
