@@ -213,10 +213,12 @@ END;
 $$;
 
 -- Rows written before the registry existed (the talk's INSERT, run once or more) become
--- versions 1, 2, ... in id order, and ml_models keeps the newest one per name: nothing is lost.
+-- versions 1, 2, ... in id order, and ml_models keeps the newest one per name — logged as
+-- deployed, since it is the one in use: nothing is lost.
 DO $$
 DECLARE
     r record;
+    registered integer[] := '{}';
 BEGIN
     FOR r IN SELECT id, model_name, model_data FROM ml_models WHERE version IS NULL ORDER BY id LOOP
         IF r.model_data IS NOT NULL AND r.model_name IS NOT NULL THEN
@@ -224,10 +226,13 @@ BEGIN
                SET version = register_model_version(r.model_name, r.model_data, 'written before the registry'),
                    deployed_at = now()
              WHERE id = r.id;
+            registered := registered || r.id;
         END IF;
     END LOOP;
     DELETE FROM ml_models older USING ml_models newer
      WHERE older.model_name = newer.model_name AND older.id < newer.id;
+    INSERT INTO ml_model_deployments (model_name, version)
+    SELECT model_name, version FROM ml_models WHERE id = ANY (registered) ORDER BY id;
 END;
 $$;
 CREATE UNIQUE INDEX IF NOT EXISTS ml_models_model_name_key ON ml_models (model_name);

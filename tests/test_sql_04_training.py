@@ -149,6 +149,9 @@ def test_rows_written_before_the_registry_become_versions(db):
         assert versions(db, "test04_old") == [(v, "written before the registry") for v in (1, 2, 3)]
         assert db.execute("SELECT model_name, version, model_data FROM ml_models").fetchall() == \
             [("test04_old", 3, b"\x01")]
+        assert deployments(db, "test04_old") == [3]                      # the one in use
+        db.execute("INSERT INTO ml_models (model_name, model_data) VALUES ('test04_old', train_model())")
+        assert deployed(db, "test04_old") == [(4,)] and deployments(db, "test04_old") == [3, 4]
 
 
 def test_updating_model_data_registers_a_new_version_and_logs_the_deployment(db):
