@@ -237,6 +237,8 @@ DECLARE
     v_sql text;
     v_oid regprocedure;
     v_old text;
+    v_features text[];
+    v_signature text;
 BEGIN
     IF v_version IS NULL THEN
         SELECT version INTO v_version FROM ml_models WHERE model_name = p_model_name;
@@ -245,6 +247,12 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('ml_compiled_functions:' || coalesce(p_function_name, '')));
     v_sql := ml_compile_to_sql(p_model_name, p_function_name, v_version);   -- all argument checks
     SELECT * INTO v_row FROM ml_model_versions WHERE model_name = p_model_name AND version = v_version;
+    -- The parameters are the model's features (from the registry, or the names it was fitted with).
+    v_features := ARRAY(SELECT m[1] FROM regexp_matches(
+                            substring(v_sql from '^CREATE OR REPLACE FUNCTION \w+\(([^)]*)\)'),
+                            '(\w+) double precision', 'g') AS m);
+    v_signature := format('%s(%s)', p_function_name,
+                          array_to_string(array_fill('double precision'::text, ARRAY[cardinality(v_features)]), ','));
     SELECT signature INTO v_old FROM ml_compiled_functions WHERE function_name = p_function_name;
     IF v_old IS NULL AND EXISTS (SELECT FROM pg_proc WHERE proname = p_function_name
                                     AND pronamespace = current_schema()::regnamespace) THEN
@@ -252,14 +260,11 @@ BEGIN
             USING HINT = 'Pick another name: the compiler never replaces a function it did not write.',
                   ERRCODE = '42723';                                       -- duplicate_function
     END IF;
-    IF v_old IS NOT NULL AND to_regprocedure(v_old) IS NOT NULL
-       AND v_old <> format('%s(%s)', p_function_name,
-                           array_to_string(array_fill('double precision'::text, ARRAY[cardinality(v_row.features)]), ',')) THEN
+    IF v_old IS NOT NULL AND to_regprocedure(v_old) IS NOT NULL AND v_old <> v_signature THEN
         EXECUTE format('DROP FUNCTION %s', v_old);                          -- other parameters: replace
     END IF;
     EXECUTE v_sql;
-    v_oid := to_regprocedure(format('%I(%s)', p_function_name,
-                             array_to_string(array_fill('double precision'::text, ARRAY[cardinality(v_row.features)]), ',')));
+    v_oid := to_regprocedure(v_signature);
     EXECUTE format('COMMENT ON FUNCTION %s IS %L', v_oid,
                    format('Compiled by ml_deploy_compiled from model %s version %s (%s, sha256 %s) on %s by %s. '
                           'Check it with SELECT ml_compiled_is_current(%L).',
@@ -268,7 +273,7 @@ BEGIN
     INSERT INTO ml_compiled_functions AS c (function_name, signature, model_name, version, model_sha256, algorithm,
                                             features, sql_bytes, tree_nodes, definition_sha256)
     VALUES (p_function_name, v_oid::text, p_model_name, v_version, v_row.model_sha256,
-            coalesce(v_row.algorithm, 'unknown'), v_row.features, octet_length(v_sql),
+            coalesce(v_row.algorithm, 'unknown'), v_features, octet_length(v_sql),
             coalesce(substring(v_sql from ', (\d+) tree nodes\)')::integer, 0),
             encode(sha256(convert_to(pg_get_functiondef(v_oid), 'UTF8')), 'hex'))
     ON CONFLICT (function_name) DO UPDATE
