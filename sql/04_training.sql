@@ -11,8 +11,9 @@ CREATE TABLE IF NOT EXISTS ml_models (
 );
 
 -- @block train_model_as_on_the_slide
--- The talk's function, character for character. On pandas 3 it fails at pd.DataFrame(data):
--- the query result is a PLyResult, which pandas no longer accepts as a list of rows.
+-- The talk's function, character for character. On the kit's pandas (3.x) it fails at
+-- pd.DataFrame(data): the query result is a PLyResult, which has no __iter__, so pandas'
+-- is_list_like() takes it for a scalar ("DataFrame constructor not properly called!").
 CREATE OR REPLACE FUNCTION train_model()
 RETURNS bytea AS $$
     import pandas as pd
