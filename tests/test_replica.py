@@ -1,0 +1,103 @@
+"""scripts/replica.sh: a streaming hot standby serves the primary's new model versions, read-only.
+
+Needs the native primary on localhost:KIT_PORT (make db); the replica is started with
+scripts/replica.sh up (idempotent) and left running.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+import pgmlkit
+
+REPLICA_PORT = int(os.environ.get("REPLICA_PORT", "5500"))
+MODEL = "test_replica_model"
+
+
+def replica_url() -> str:
+    """DATABASE_URL with the replica's port: same database, same role (replicated with everything else)."""
+    parts = urlsplit(pgmlkit.database_url())
+    host = parts.netloc.rsplit("@", 1)
+    netloc = (host[0] + "@" if len(host) == 2 else "") + f"{parts.hostname}:{REPLICA_PORT}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@pytest.fixture(scope="module")
+def replica():
+    url = urlsplit(pgmlkit.database_url())
+    kit_port = int(pgmlkit.kit_settings()["KIT_PORT"])
+    if url.hostname not in ("localhost", "127.0.0.1") or (url.port or 5432) != kit_port:
+        pytest.skip(f"the replica is made from the kit's native primary on localhost:{kit_port}; DATABASE_URL points elsewhere")
+    done = subprocess.run([str(pgmlkit.KIT_ROOT / "scripts" / "replica.sh"), "up"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, f"scripts/replica.sh up failed:\n{done.stderr}"
+    connection = psycopg.connect(replica_url(), autocommit=True)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture()
+def primary(conn, apply_sql):
+    apply_sql("02_sample_data.sql", "04_training.sql", "05_prediction.sql", "10_compiled_models.sql")
+    if conn.execute("SELECT count(*) FROM customer_data").fetchone()[0] < 2000:
+        conn.execute("SELECT load_sample_customers(20000, 42)")
+    return conn
+
+
+def wait_for_replay(primary, replica, timeout=60.0) -> float:
+    """Seconds until the replica has replayed everything the primary had written when called."""
+    lsn = primary.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+    started = time.monotonic()
+    while not replica.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn]).fetchone()[0]:
+        assert time.monotonic() - started < timeout, f"the replica did not replay up to {lsn} in {timeout} s"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def test_replica_is_a_streaming_standby(primary, replica):
+    assert replica.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
+    assert replica.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()[0] == "streaming"
+    assert primary.execute("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'").fetchone()[0] >= 1
+
+
+def test_new_model_version_is_visible_on_the_replica(primary, replica):
+    new = primary.execute("SELECT train_purchase_model(%s, 'linear', true, '{}', 0.2, %s, 2000)",
+                          [MODEL, int(time.time()) % 100000]).fetchone()[0]
+    wait_for_replay(primary, replica)
+    assert replica.execute("SELECT version FROM ml_models WHERE model_name = %s", [MODEL]).fetchone()[0] == new
+    digest = primary.execute("SELECT model_sha256 FROM ml_model_versions WHERE model_name = %s AND version = %s",
+                             [MODEL, new]).fetchone()[0]
+    assert replica.execute("SELECT model_sha256 FROM ml_model_versions WHERE model_name = %s AND version = %s",
+                           [MODEL, new]).fetchone()[0] == digest
+
+
+def test_predictions_on_the_replica_match_the_primary(primary, replica):
+    rows = "(SELECT id, age, income, credit_score FROM customer_data ORDER BY id LIMIT 2000) AS s"
+    query = (f"SELECT array_agg(ml_predict(%s, ARRAY[age, income::float8, credit_score]) ORDER BY id),"
+             f" array_agg(ml_predict('{MODEL}_rf', ARRAY[age, income::float8, credit_score]) ORDER BY id),"
+             f" array_agg({MODEL}_sql(age, income, credit_score) ORDER BY id) FROM {rows}")
+    for seed in (1, 2):      # the replica's session cache must follow a retrain, too
+        primary.execute("SELECT train_purchase_model(%s, 'linear', true, '{}', 0.2, %s, 3000)", [MODEL, seed])
+        primary.execute("SELECT train_purchase_model(%s, 'random_forest', true, '{\"n_estimators\": 5, \"max_depth\": 5}',"
+                        " 0.2, %s, 3000)", [MODEL + "_rf", seed])
+        primary.execute("SELECT ml_deploy_compiled(%s, %s)", [MODEL, MODEL + "_sql"])
+        wait_for_replay(primary, replica)
+        on_primary = primary.execute(query, [MODEL]).fetchone()
+        on_replica = replica.execute(query, [MODEL]).fetchone()
+        assert len(on_replica[0]) == 2000 and None not in on_replica[0]
+        assert on_replica == on_primary
+        assert replica.execute("SELECT ml_compiled_is_current(%s)", [MODEL + "_sql"]).fetchone()[0] is True
+
+
+def test_the_replica_refuses_writes(primary, replica):
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="read-only transaction"):
+        replica.execute("SELECT train_purchase_model(%s, 'linear')", [MODEL])
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        replica.execute("INSERT INTO ml_models (model_name, model_data) VALUES ('x', '\\x00')")
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        replica.execute("SELECT ml_deploy_compiled(%s, %s)", [MODEL, MODEL + "_sql"])
