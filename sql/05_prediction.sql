@@ -27,6 +27,22 @@ RETURNS NUMERIC AS $$
     return prediction[0]
 $$ LANGUAGE plpython3u;
 
+-- @block predict_purchase_first_fix
+-- Fix 1 alone: float() on the inputs. scikit-learn now predicts, and the second error appears.
+CREATE OR REPLACE FUNCTION predict_purchase(age INTEGER, income NUMERIC, credit_score INTEGER)
+RETURNS NUMERIC AS $$
+    import pickle
+    from sklearn.linear_model import LinearRegression
+
+    # Fetch the model
+    model_data = plpy.execute("SELECT model_data FROM ml_models WHERE model_name = 'purchase_predictor'")[0]['model_data']
+    model = pickle.loads(model_data)
+
+    # Make prediction
+    prediction = model.predict([[float(age), float(income), float(credit_score)]])   # fix 1: Decimal → float
+    return prediction[0]
+$$ LANGUAGE plpython3u;
+
 -- @block predict_purchase
 -- The talk's function with its two fixes, plus STRICT: a NULL input gives a NULL prediction
 -- without running Python (float(None) would raise). Still naive on purpose: every call reads the
@@ -83,7 +99,7 @@ $$;
 --   anything else       the model's predict(), once per row or once per batch.
 CREATE OR REPLACE FUNCTION ml_predict_runtime()
 RETURNS void
-LANGUAGE plpython3u PARALLEL SAFE
+LANGUAGE plpython3u
 AS $$
 # SD is reset whenever this function is (re)created, so re-applying this file installs the new
 # code once per session; every later call returns here.
@@ -103,8 +119,8 @@ LINEAR = {"LinearRegression", "Ridge", "RidgeCV", "Lasso", "LassoCV", "ElasticNe
           "HuberRegressor", "SGDRegressor", "TheilSenRegressor", "QuantileRegressor",
           "OrthogonalMatchingPursuit", "LinearSVR"}
 AVERAGED_TREES = {"DecisionTreeRegressor", "ExtraTreeRegressor", "RandomForestRegressor", "ExtraTreesRegressor"}
-COMPILE_MAX_NODES = 600_000      # beyond this, compiling takes seconds: walk the trees instead
-COMPILE_MAX_DEPTH = 60           # Python's parser allows 200 nested parentheses
+LIMITS = {"compile_max_nodes": 600_000,   # beyond this, compiling takes seconds: walk the trees instead
+          "compile_max_depth": 60}         # Python's parser allows 200 nested parentheses
 
 
 class Entry:
@@ -248,7 +264,7 @@ def compile_model(model, k):
             nested, base, divisor = ensemble
             trees = [t for t, _, _ in nested]
             depth, nodes = max(d for _, d, _ in nested), sum(n for _, _, n in nested)
-            if depth <= COMPILE_MAX_DEPTH and nodes <= COMPILE_MAX_NODES:
+            if depth <= LIMITS["compile_max_depth"] and nodes <= LIMITS["compile_max_nodes"]:
                 try:
                     predict = compiled_trees(trees, base, divisor, k)
                     return None, predict, sklearn_batch(model), f"compiled trees ({len(trees)} trees, {nodes} nodes)"
@@ -418,7 +434,7 @@ for old in GD.get("ml_fast", {}).values():
 GD["ml_fast"] = {}
 GD["ml_predict_runtime"] = types.SimpleNamespace(
     current=current, build=build, compile_model=compile_model, batch_result=batch_result,
-    not_finite=not_finite, wrong_length=wrong_length)
+    not_finite=not_finite, wrong_length=wrong_length, limits=LIMITS)
 SD["installed"] = True
 return None
 $$;
@@ -452,14 +468,17 @@ $$;
 -- (and its SPI query sees the statement's snapshot). Not IMMUTABLE: a retrain changes the result
 -- for the same inputs, and an IMMUTABLE call with constants would be folded into cached plans.
 -- STRICT: NULL in, NULL out, without entering Python.
--- PARALLEL SAFE: it only reads. A parallel worker is a fresh process that loads its own cache.
+-- PARALLEL UNSAFE (the default, on purpose): PL/Python runs every plpy.execute() in a
+-- subtransaction, which PostgreSQL forbids while a query runs in parallel mode — so a query that
+-- calls this function is planned without parallel workers, rather than failing with
+-- "cannot start subtransactions during a parallel operation".
 CREATE OR REPLACE FUNCTION predict_purchase_cached(
     age integer,
     income double precision,
     credit_score integer,
     statement_marker double precision DEFAULT date_part('epoch', greatest(statement_timestamp(), now())))
 RETURNS double precision
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE
+LANGUAGE plpython3u STABLE STRICT
 AS $$
 try:
     e = SD["e"]
@@ -515,7 +534,7 @@ CREATE OR REPLACE FUNCTION predict_purchase_batch(
     credit_score integer[],
     statement_marker double precision DEFAULT date_part('epoch', greatest(statement_timestamp(), now())))
 RETURNS double precision[]
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE
+LANGUAGE plpython3u STABLE STRICT
 AS $$
 import numpy as np
 n = len(age)
@@ -554,7 +573,7 @@ CREATE OR REPLACE FUNCTION ml_predict(
     features double precision[],
     statement_marker double precision DEFAULT date_part('epoch', greatest(statement_timestamp(), now())))
 RETURNS double precision
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE
+LANGUAGE plpython3u STABLE STRICT
 AS $$
 try:
     e = GD["ml_fast"][model_name]
@@ -592,7 +611,7 @@ CREATE OR REPLACE FUNCTION ml_predict_batch(
     features double precision[],
     statement_marker double precision DEFAULT date_part('epoch', greatest(statement_timestamp(), now())))
 RETURNS double precision[]
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE
+LANGUAGE plpython3u STABLE STRICT
 AS $$
 import numpy as np
 try:
