@@ -654,3 +654,42 @@ return [(e.name, e.version, e.path, e.n_features, e.features, e.build_ms,
          datetime.datetime.fromtimestamp(e.loaded_at, datetime.timezone.utc).isoformat())
         for e in GD.get("ml_fast", {}).values()]
 $$;
+
+-- @block ml_predict_check
+-- Check a model's fast path on rows of your own, inside the server: the largest relative
+-- difference from scikit-learn's predict() on all rows (one vectorised call), and the cost of
+-- one prediction both ways (scikit-learn timed on at most 200 rows: it is slow).
+-- features: as for ml_predict_batch (2-D, or flat row-major).
+CREATE OR REPLACE FUNCTION ml_predict_check(model_name text, features double precision[])
+RETURNS TABLE (version integer, path text, n_rows integer, max_relative_difference double precision,
+               sklearn_us_per_row double precision, fast_us_per_row double precision)
+LANGUAGE plpython3u VOLATILE STRICT
+AS $$
+import time
+import warnings
+import numpy as np
+plpy.execute("SELECT ml_predict_runtime()")
+rt = GD["ml_predict_runtime"]
+e = rt.current(model_name, None)
+loaded = plpy.execute(plpy.prepare("SELECT ml_load_model($1) AS version", ["text"]), [model_name])[0]["version"]
+model = GD["ml_models"][(model_name, loaded)]
+k = e.n_features
+flat = [v for row in features for v in row] if features and isinstance(features[0], list) else list(features)
+if not flat or len(flat) % k or None in flat:
+    plpy.error(f"ml_predict_check: pass whole rows of {k} features, without NULLs", sqlstate="22023")
+X = np.array(flat, dtype=np.float64).reshape(-1, k)
+rows = X.tolist()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)
+    want = np.asarray(model.predict(X), dtype=np.float64)
+    started = time.perf_counter()
+    got = np.array([e.predict(row) for row in rows], dtype=np.float64)
+    fast_us = (time.perf_counter() - started) / len(rows) * 1e6
+    sample = X[:200]
+    started = time.perf_counter()
+    for i in range(len(sample)):
+        model.predict(sample[i:i + 1])
+    sklearn_us = (time.perf_counter() - started) / len(sample) * 1e6
+worst = float(np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want))))
+return [(e.version, e.path, len(rows), worst, sklearn_us, fast_us)]
+$$;
