@@ -179,8 +179,8 @@ if recent_rows is None or recent_rows < 1:
                hint="For example: SELECT * FROM purchase_model_drift('purchase_predictor', 2000);",
                sqlstate="22023")
 
-if "purchase_model_drift.plans" not in GD:
-    GD["purchase_model_drift.plans"] = (
+if "plans" not in SD:          # prepared once per session (SD is reset when the function is replaced)
+    SD["plans"] = (
         plpy.prepare("SELECT ml_load_model($1) AS version", ["text"]),
         plpy.prepare("SELECT features, metrics, training_range FROM ml_model_versions"
                      " WHERE model_name = $1 AND version = $2", ["text", "integer"]),
@@ -189,7 +189,7 @@ if "purchase_model_drift.plans" not in GD:
                      " purchase_amount::float8 AS purchase_amount FROM customer_data"
                      " WHERE age IS NOT NULL AND income IS NOT NULL AND credit_score IS NOT NULL"
                      " AND purchase_amount IS NOT NULL ORDER BY id DESC LIMIT $1", ["integer"]))
-load_plan, meta_plan, rows_plan = GD["purchase_model_drift.plans"]
+load_plan, meta_plan, rows_plan = SD["plans"]
 
 version = load_plan.execute([model])[0]["version"]          # loads it into GD if needed
 estimator = GD["ml_models"][(model, version)]
@@ -341,6 +341,9 @@ if hasattr(candidate, "coef_"):
     parameters = {"intercept": float(candidate.intercept_),
                   "coefficients": dict(zip(features, map(float, candidate.coef_)))}
 training_range = {f: [float(X_train[:, i].min()), float(X_train[:, i].max())] for i, f in enumerate(features)}
+# Lock the model's row before registering: a concurrent write to it (the talk's UPDATE) then waits for this
+# transaction instead of holding the row while it waits for the registry's lock, which would deadlock.
+plpy.execute(plpy.prepare("SELECT FROM ml_models WHERE model_name = $1 FOR UPDATE", ["text"]), [model])
 new_version = plpy.execute(plpy.prepare(
     "SELECT register_model_version($1, $2, 'retrain_if_drifted', $3, $4, $5, $6, $7, $8, $9) AS version",
     ["text", "bytea", "text", "text[]", "text", "bigint", "jsonb", "jsonb", "jsonb"]),

@@ -333,6 +333,33 @@ def test_retrain_after_drift_promotes_a_model_that_recovers_the_new_formula(conn
     assert [r[0] for r in conn.execute("SELECT decision FROM ml_retraining_log ORDER BY log_id")] == ["promoted", "no drift"]
 
 
+def test_two_concurrent_runs_make_one_decision_each_and_retrain_once(conn):
+    import threading
+
+    fresh(conn, 20000)
+    add_rows(conn, 5000, income_shift=0.010)
+    decisions, failures = [], []
+    start = threading.Barrier(2)
+
+    def run():
+        try:
+            with pgmlkit.connect() as own:
+                own.execute("SELECT 1 FROM purchase_model_drift()")      # imports done before the race
+                start.wait(timeout=60)
+                decisions.append(retrain(own, threshold=1.5, window_rows=5000)["decision"])
+        except Exception as error:          # reported below; a thread's exception would be lost
+            failures.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures, failures
+    assert sorted(decisions) == ["no drift", "promoted"]     # the second waited, then saw the new version
+    assert deployments(conn) == [1, 2]
+
+
 def test_retrain_refuses_a_candidate_that_is_worse_on_the_holdout(conn):
     fresh(conn, 20000)
     add_rows(conn, 2000, cents_every=20)         # a batch where every 20th amount was recorded in cents
