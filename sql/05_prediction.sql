@@ -264,14 +264,14 @@ def compile_model(model, k):
             nested, base, divisor = ensemble
             trees = [t for t, _, _ in nested]
             depth, nodes = max(d for _, d, _ in nested), sum(n for _, _, n in nested)
+            size = f"{len(trees)} tree{'s' if len(trees) != 1 else ''}, {nodes:,} nodes"
             if depth <= LIMITS["compile_max_depth"] and nodes <= LIMITS["compile_max_nodes"]:
                 try:
                     predict = compiled_trees(trees, base, divisor, k)
-                    return None, predict, sklearn_batch(model), f"compiled trees ({len(trees)} trees, {nodes} nodes)"
+                    return None, predict, sklearn_batch(model), f"compiled trees ({size})"
                 except (SyntaxError, RecursionError, MemoryError):
                     pass
-            return None, walked_trees(trees, base, divisor), sklearn_batch(model), \
-                f"walked trees ({len(trees)} trees, {nodes} nodes)"
+            return None, walked_trees(trees, base, divisor), sklearn_batch(model), f"walked trees ({size})"
     return None, sklearn_row(model), sklearn_batch(model), "sklearn predict"
 
 
@@ -657,10 +657,11 @@ $$;
 
 -- @block ml_predict_check
 -- Check a model's fast path on rows of your own, inside the server: the largest relative
--- difference from scikit-learn's predict() on all rows (one vectorised call), and the cost of
--- one prediction both ways (scikit-learn timed on at most 200 rows: it is slow).
+-- difference from scikit-learn's predict() over all rows (one vectorised call), and the cost of
+-- one prediction both ways (scikit-learn timed on the first sklearn_rows rows only: it is slow).
 -- features: as for ml_predict_batch (2-D, or flat row-major).
-CREATE OR REPLACE FUNCTION ml_predict_check(model_name text, features double precision[])
+DROP FUNCTION IF EXISTS ml_predict_check(text, double precision[]);      -- its first, two-argument form
+CREATE OR REPLACE FUNCTION ml_predict_check(model_name text, features double precision[], sklearn_rows integer DEFAULT 200)
 RETURNS TABLE (version integer, path text, n_rows integer, max_relative_difference double precision,
                sklearn_us_per_row double precision, fast_us_per_row double precision)
 LANGUAGE plpython3u VOLATILE STRICT
@@ -685,7 +686,7 @@ with warnings.catch_warnings():
     started = time.perf_counter()
     got = np.array([e.predict(row) for row in rows], dtype=np.float64)
     fast_us = (time.perf_counter() - started) / len(rows) * 1e6
-    sample = X[:200]
+    sample = X[:max(1, sklearn_rows)]
     started = time.perf_counter()
     for i in range(len(sample)):
         model.predict(sample[i:i + 1])
