@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help lab test db db-stop db-reset db-destroy venv check bench slides html navigation clean
+.PHONY: help lab test db db-stop db-reset db-destroy venv check bench slides html navigation replica replica-stop clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -35,6 +35,12 @@ venv:  ## the client environment (.venv + the pg-ml-kit Jupyter kernel)
 
 check: db venv  ## the setup check of notebook 00, in the terminal
 	@$(PY) -m pgmlkit.check
+
+replica:  ## a streaming read replica of the kit's database on port 5500 (REPLICA_PORT)
+	@scripts/replica.sh up
+
+replica-stop:  ## stop the read replica (scripts/replica.sh destroy removes it and its slot)
+	@scripts/replica.sh stop
 
 navigation:  ## regenerate navigation cells, notebooks/index.ipynb, the README course table and the agenda
 	$(PY) tools/add_navigation.py
