@@ -37,7 +37,9 @@ RETURNS bytea AS $$
 $$ LANGUAGE plpython3u;
 
 -- @block train_model
--- The talk's function with one fix: list(data) turns the PLyResult into a list of dicts.
+-- The talk's function with one line fixed: list(data) turns the PLyResult into a list of dicts,
+-- and dropna() leaves out rows with a NULL — customers inserted without a purchase_amount (the
+-- talk's INSERT in notebook 06) are no training examples, and one NaN target stops fit().
 -- (income and purchase_amount arrive as decimal.Decimal; fit() copes, predict() will not — see 05.)
 CREATE OR REPLACE FUNCTION train_model()
 RETURNS bytea AS $$
@@ -47,7 +49,7 @@ RETURNS bytea AS $$
 
     # Fetch data from the database
     data = plpy.execute("SELECT age, income, credit_score, purchase_amount FROM customer_data")
-    df = pd.DataFrame(list(data))          # fix: pandas 3 needs a list, not a PLyResult
+    df = pd.DataFrame(list(data)).dropna()   # fix: a list for pandas 3; skip rows with NULLs
 
     # Prepare features and target
     X = df[['age', 'income', 'credit_score']]
