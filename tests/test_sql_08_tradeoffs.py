@@ -217,3 +217,53 @@ def test_audit_view_answers_who_when_what_and_which_bytes(db):
                    [version])
         assert sha == hashlib.sha256(data).hexdigest() and size == len(data)
         assert deployments == (1 if in_use else 0)
+
+
+# ---- notebook 08's exercise checks can say no -----------------------------------------------------
+@pytest.fixture()
+def deployed_linear(db):
+    """The checks read the talk's model name, as the notebook does."""
+    db.execute("SELECT train_purchase_model('purchase_predictor', 'linear', true, '{}', 0.2, 42, 2000)")
+    return db
+
+
+def test_exercise_checks_accept_the_solutions_and_reject_wrong_answers(deployed_linear, capsys):
+    db = deployed_linear
+    from pathlib import Path
+
+    from pgmlkit import exercises
+
+    def verdict(exercise_id, answer):
+        exercises.check(exercise_id, answer)
+        out = capsys.readouterr().out
+        assert out.startswith(("✅ Correct", "❌ Not yet")), out
+        return out.startswith("✅"), out
+
+    solutions = Path(pgmlkit.KIT_ROOT) / "notebooks" / "solutions"
+    for exercise_id in ("08.1", "08.2", "08.3"):
+        scope = {}
+        exec((solutions / f"{exercise_id.replace('.', '_')}.py").read_text(), scope)
+        ok, out = verdict(exercise_id, scope["answer"])
+        assert ok, out
+    wrong = {
+        "08.1": ["SELECT 'credit_score'",                                       # does not use the function
+                 "SELECT feature FROM explain_purchase_prediction(62, 30000, 810) ORDER BY contribution LIMIT 1",
+                 "SELECT feature FROM explain_purchase_prediction(62, 30000, 810)"
+                 " WHERE feature <> '(intercept)' ORDER BY abs(contribution) LIMIT 1"],
+        "08.2": ["SELECT trained_by, training_rows, library_versions->>'scikit-learn', (metrics->>'r2')::float8"
+                 " FROM ml_model_audit WHERE model_name = 'purchase_predictor'",     # every version, not the one in use
+                 "SELECT trained_by, training_rows, library_versions->'numpy', (metrics->>'r2')::float8"
+                 " FROM ml_model_audit WHERE model_name = 'purchase_predictor' AND in_use"],
+        "08.3": ["SELECT predict_purchase_cached(35, 50000, 700)",                   # PL/Python is not allowed
+                 "SELECT (parameters->>'intercept')::float8 FROM ml_model_versions"
+                 " WHERE model_name = 'purchase_predictor' ORDER BY version DESC LIMIT 1"],
+    }
+    db.execute("SELECT train_purchase_model('purchase_predictor', 'linear', false, '{}', 0.2, 42, 500)")  # 2 versions
+    messages = []
+    for exercise_id, answers in wrong.items():
+        for answer in answers:
+            ok, out = verdict(exercise_id, answer)
+            assert not ok, f"{exercise_id} accepted {answer!r}: {out}"
+            messages.append(out)
+    out = "".join(messages)
+    assert "leave it out" in out and "filter on in_use" in out and "no PL/Python function" in out

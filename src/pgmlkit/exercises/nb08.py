@@ -39,6 +39,9 @@ def largest_contribution(answer):
 @exercise("08.2")
 def audit_answer(answer):
     result = rows(answer)
+    if len(result) > 1:
+        return False, (f"your query returned {len(result)} rows, one per version: keep only the version in use "
+                       "(filter on in_use).")
     if len(result) != 1 or len(result[0]) != 4:
         shape = f"{len(result)} row(s)" + (f" of {len(result[0])} column(s)" if result else "")
         return False, f"expected exactly one row of four columns (the version in use), got {shape}."
