@@ -125,7 +125,7 @@ def test_an_unknown_category_keeps_the_transaction_unscored(db, app):
         " VALUES (250, 'crypto_atm', 3, 12) RETURNING id, fraud_probability, is_flagged").fetchone()
     assert probability is None and flagged is None          # NULL: route it to manual review
     error, hint = db.execute("SELECT error, hint FROM ml_prediction_errors WHERE table_name = 'transactions'"
-                             " AND row_id = %s", [row_id]).fetchone()
+                             " AND row_id = %s ORDER BY error_id DESC LIMIT 1", [row_id]).fetchone()
     assert "'crypto_atm' was not seen in training" in error and "grocery" in hint
     assert db.execute("SELECT count(*) FROM transactions").fetchone()[0] == before + 1
 
@@ -138,7 +138,8 @@ def test_a_missing_model_keeps_the_row(db, app):
         row_id, predicted = app.execute("INSERT INTO customer_data (age, income, credit_score) VALUES (40, 60000, 700)"
                                         " RETURNING id, predicted_purchase").fetchone()
         assert predicted is None
-        error = db.execute("SELECT error FROM ml_prediction_errors WHERE row_id = %s", [row_id]).fetchone()[0]
+        error = db.execute("SELECT error FROM ml_prediction_errors WHERE table_name = 'customer_data' AND row_id = %s"
+                           " ORDER BY error_id DESC LIMIT 1", [row_id]).fetchone()[0]
         assert error == "no model named 'test09_no_such_model' is deployed"
         with pytest.raises(psycopg.Error, match="test09_no_such_model"):
             app.execute("SELECT ml.predict('test09_no_such_model', ARRAY[40, 60000, 700])")
@@ -163,7 +164,8 @@ def test_a_model_whose_features_no_longer_match_keeps_the_row(db, app):
         row_id, predicted = app.execute("INSERT INTO customer_data (age, income, credit_score) VALUES (40, 60000, 700)"
                                         " RETURNING id, predicted_purchase").fetchone()
         assert predicted is None
-        error = db.execute("SELECT error FROM ml_prediction_errors WHERE row_id = %s", [row_id]).fetchone()[0]
+        error = db.execute("SELECT error FROM ml_prediction_errors WHERE table_name = 'customer_data' AND row_id = %s"
+                           " ORDER BY error_id DESC LIMIT 1", [row_id]).fetchone()[0]
         assert "model expects 2 features, the table supplies 3" in error
         with pytest.raises(psycopg.errors.InvalidParameterValue):
             app.execute("SELECT ml.predict(%s, ARRAY[40, 60000, 700])", [name])

@@ -186,7 +186,8 @@ def test_a_crafted_pickle_in_the_registry_is_refused_and_never_runs(db, planted)
         row = db.execute("INSERT INTO customer_data (age, income, credit_score) VALUES (40, 60000, 700)"
                          " RETURNING id, predicted_purchase").fetchone()
         assert row[1] is None
-        error = db.execute("SELECT error FROM ml_prediction_errors WHERE row_id = %s", [row[0]]).fetchone()[0]
+        error = db.execute("SELECT error FROM ml_prediction_errors WHERE table_name = 'customer_data' AND row_id = %s"
+                           " ORDER BY error_id DESC LIMIT 1", [row[0]]).fetchone()[0]
         assert "signature" in error
     assert not os.path.exists(canary)
 
