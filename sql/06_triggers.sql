@@ -98,61 +98,67 @@ RETURNS trigger AS $$
 import json, math
 from decimal import Decimal
 
-FEATURES = ("age", "income", "credit_score")
+# Plans, the error class and the helpers are made once per session and kept in SD (this
+# function's own dict): defining a class on every row would cost ~10 µs, as much as the rest.
+kit = SD.get("kit")
+if kit is None:
+    FEATURES = ("age", "income", "credit_score")
 
-class PredictionFailure(Exception):
-    # sqlstate says whose problem it is: 22xxx the row's data (fix the row), 55000 the model
-    # or its setup (fix the deployment, then retry the row).
-    def __init__(self, message, hint=None, sqlstate="55000"):
-        super().__init__(message)
-        self.hint, self.sqlstate = hint, sqlstate
+    class PredictionFailure(Exception):
+        # sqlstate says whose problem it is: 22xxx the row's data (fix the row), 55000 the model
+        # or its setup (fix the deployment, then retry the row).
+        def __init__(self, message, hint=None, sqlstate="55000"):
+            super().__init__(message)
+            self.hint, self.sqlstate = hint, sqlstate
 
-if "settings_plan" not in SD:                         # prepared once per session
-    SD["settings_plan"] = plpy.prepare(
-        "SELECT s.model_name, s.on_failure, m.version, v.model_sha256"
-        "  FROM ml_prediction_settings s"
-        "  LEFT JOIN ml_models m ON m.model_name = s.model_name"
-        "  LEFT JOIN ml_model_versions v ON v.model_name = m.model_name AND v.version = m.version"
-        " WHERE s.table_name = $1", ["text"])
-    SD["load_plan"] = plpy.prepare("SELECT ml_load_model($1) AS version", ["text"])
-    SD["log_plan"] = plpy.prepare(
-        "INSERT INTO ml_prediction_errors (model_name, model_version, table_name, row_id, row_data, error, hint)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        ["text", "integer", "text", "bigint", "jsonb", "text", "text"])
-    SD["predictors"] = {}                             # {(name, version): one-row predict function}
+    def make_predictor(model):
+        n = getattr(model, "n_features_in_", len(FEATURES))
+        if n != len(FEATURES):
+            raise PredictionFailure(
+                f"model expects {n} features, the table supplies {len(FEATURES)} ({', '.join(FEATURES)})",
+                "The deployed model was trained on other columns: retrain on these, or deploy a version that fits.")
+        if type(model).__name__ == "LinearRegression" and getattr(model.coef_, "ndim", 0) == 1:
+            (w0, w1, w2), b = [float(c) for c in model.coef_], float(model.intercept_)
+            return lambda x: b + w0 * x[0] + w1 * x[1] + w2 * x[2]
+        return lambda x: float(model.predict([x])[0])
 
-def make_predictor(model):
-    n = getattr(model, "n_features_in_", len(FEATURES))
-    if n != len(FEATURES):
-        raise PredictionFailure(
-            f"model expects {n} features, the table supplies {len(FEATURES)} ({', '.join(FEATURES)})",
-            "The deployed model was trained on other columns: retrain on these, or deploy a version that fits.")
-    if type(model).__name__ == "LinearRegression" and getattr(model.coef_, "ndim", 0) == 1:
-        (w0, w1, w2), b = [float(c) for c in model.coef_], float(model.intercept_)
-        return lambda x: b + w0 * x[0] + w1 * x[1] + w2 * x[2]
-    return lambda x: float(model.predict([x])[0])
+    def predictor_for(model_name, version, sha256):
+        # Keyed by the registry's digest too, like ml_load_model's own cache: a registry rebuilt
+        # under the same version numbers is never served from a stale predictor.
+        if (model_name, version, sha256) not in kit.predictors:
+            version = kit.load_plan.execute([model_name])[0]["version"]   # checks digest + versions
+            loaded = (model_name, version, GD.get("ml_models.sha256", {}).get((model_name, version)))
+            kit.predictors = {loaded: make_predictor(GD["ml_models"][(model_name, version)])}
+            return version, kit.predictors[loaded]
+        return version, kit.predictors[(model_name, version, sha256)]
 
-def predictor_for(model_name, version, sha256):
-    # Keyed by the registry's digest too, like ml_load_model's own cache: a registry rebuilt
-    # under the same version numbers is never served from a stale predictor.
-    if (model_name, version, sha256) not in SD["predictors"]:
-        version = SD["load_plan"].execute([model_name])[0]["version"]   # checks digest + versions
-        loaded = (model_name, version, GD.get("ml_models.sha256", {}).get((model_name, version)))
-        SD["predictors"] = {loaded: make_predictor(GD["ml_models"][(model_name, version)])}
-        return version, SD["predictors"][loaded]
-    return version, SD["predictors"][(model_name, version, sha256)]
+    def jsonable(value):                              # as to_jsonb() writes numbers
+        if isinstance(value, Decimal):
+            if not value.is_finite():
+                return str(value)                     # "NaN", "Infinity": JSON has no such numbers
+            return int(value) if value == value.to_integral_value() else float(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[str(value)]
+        return value
 
-def jsonable(value):                                  # as to_jsonb() writes numbers
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            return str(value)                         # "NaN", "Infinity": JSON has no such numbers
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[str(value)]
-    return value
+    import types
+    kit = SD["kit"] = types.SimpleNamespace(
+        FEATURES=FEATURES, PredictionFailure=PredictionFailure, predictor_for=predictor_for,
+        jsonable=jsonable, predictors={},             # {(name, version, sha256): one-row predict function}
+        settings_plan=plpy.prepare(
+            "SELECT s.model_name, s.on_failure, m.version, v.model_sha256"
+            "  FROM ml_prediction_settings s"
+            "  LEFT JOIN ml_models m ON m.model_name = s.model_name"
+            "  LEFT JOIN ml_model_versions v ON v.model_name = m.model_name AND v.version = m.version"
+            " WHERE s.table_name = $1", ["text"]),
+        load_plan=plpy.prepare("SELECT ml_load_model($1) AS version", ["text"]),
+        log_plan=plpy.prepare(
+            "INSERT INTO ml_prediction_errors (model_name, model_version, table_name, row_id, row_data, error, hint)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)", ["text", "integer", "text", "bigint", "jsonb", "text", "text"]))
+FEATURES, PredictionFailure = kit.FEATURES, kit.PredictionFailure
 
 new = TD["new"]
-found = SD["settings_plan"].execute([TD["table_name"]])
+found = kit.settings_plan.execute([TD["table_name"]])
 model_name, on_failure, version, sha256 = (found[0]["model_name"], found[0]["on_failure"],
                                            found[0]["version"], found[0]["model_sha256"]) \
     if found else (None, "log", None, None)
@@ -172,7 +178,7 @@ try:
         if not math.isfinite(value):
             raise PredictionFailure(f"feature {name} is {new[name]}", "Features must be finite numbers.", "22023")
         x.append(value)
-    version, predict = predictor_for(model_name, version, sha256)
+    version, predict = kit.predictor_for(model_name, version, sha256)
     prediction = predict(x)
     if not abs(prediction) < 1e15:                    # also catches NaN and ±Infinity
         raise PredictionFailure(f"the model returned {prediction}, not a plausible amount",
@@ -201,8 +207,8 @@ except Exception as error:
                    detail=f"model {model_name!r} version {version}, row id {new.get('id')}",
                    hint=hint or "Fix the model or the row, or set on_failure = 'log' in ml_prediction_settings.",
                    sqlstate=sqlstate)
-    SD["log_plan"].execute([model_name, version, TD["table_name"], new.get("id"),
-                            json.dumps({k: jsonable(v) for k, v in new.items()}, default=str), message, hint])
+    kit.log_plan.execute([model_name, version, TD["table_name"], new.get("id"),
+                          json.dumps({k: kit.jsonable(v) for k, v in new.items()}, default=str), message, hint])
     new["predicted_purchase"] = None                  # the row is kept, without a prediction
     new["model_version"] = None
 return "MODIFY"
@@ -607,55 +613,57 @@ RETURNS trigger AS $$
 import json, math
 from decimal import Decimal
 
-class PredictionFailure(Exception):
-    # sqlstate says whose problem it is: 22xxx the row's data (fix the row), 55000 the model
-    # or its setup (fix the deployment, then retry the row).
-    def __init__(self, message, hint=None, sqlstate="55000"):
-        super().__init__(message)
-        self.hint, self.sqlstate = hint, sqlstate
+kit = SD.get("kit")
+if kit is None:                                       # once per session, as in predict_purchase_trigger
+    class PredictionFailure(Exception):
+        def __init__(self, message, hint=None, sqlstate="55000"):
+            super().__init__(message)
+            self.hint, self.sqlstate = hint, sqlstate
 
-if "settings_plan" not in SD:
-    SD["settings_plan"] = plpy.prepare(
-        "SELECT s.model_name, s.on_failure, s.flag_threshold, m.version, v.model_sha256"
-        "  FROM ml_prediction_settings s"
-        "  LEFT JOIN ml_models m ON m.model_name = s.model_name"
-        "  LEFT JOIN ml_model_versions v ON v.model_name = m.model_name AND v.version = m.version"
-        " WHERE s.table_name = $1", ["text"])
-    SD["load_plan"] = plpy.prepare("SELECT ml_load_model($1) AS version", ["text"])
-    SD["features_plan"] = plpy.prepare(
-        "SELECT features FROM ml_model_versions WHERE model_name = $1 AND version = $2", ["text", "integer"])
-    SD["log_plan"] = plpy.prepare(
-        "INSERT INTO ml_prediction_errors (model_name, model_version, table_name, row_id, row_data, error, hint)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        ["text", "integer", "text", "bigint", "jsonb", "text", "text"])
-    SD["scorers"] = {}                                # {(name, version, sha256): (model, features, fraud column)}
+    def scorer_for(model_name, version, sha256):
+        # (version, model, its feature list, the column of predict_proba that means "fraud")
+        if (model_name, version, sha256) not in kit.scorers:
+            version = kit.load_plan.execute([model_name])[0]["version"]   # checks digest + versions
+            model = GD["ml_models"][(model_name, version)]
+            features = kit.features_plan.execute([model_name, version])[0]["features"]
+            if not features or not hasattr(model, "predict_proba") or True not in list(model.classes_):
+                raise PredictionFailure(f"model {model_name!r} version {version} is not a fraud classifier with a feature list",
+                                        "Deploy a model trained by train_fraud_model().")
+            if getattr(model, "n_features_in_", len(features)) != len(features):
+                raise PredictionFailure(f"model expects {model.n_features_in_} features, its registry row lists {len(features)}",
+                                        "The registry row does not describe these bytes: retrain with train_fraud_model().")
+            sha256 = GD.get("ml_models.sha256", {}).get((model_name, version))
+            kit.scorers = {(model_name, version, sha256): (model, features, list(model.classes_).index(True))}
+        return (version,) + kit.scorers[(model_name, version, sha256)]
 
-def scorer_for(model_name, version, sha256):
-    if (model_name, version, sha256) not in SD["scorers"]:
-        version = SD["load_plan"].execute([model_name])[0]["version"]   # checks digest + versions
-        model = GD["ml_models"][(model_name, version)]
-        features = SD["features_plan"].execute([model_name, version])[0]["features"]
-        if not features or not hasattr(model, "predict_proba") or True not in list(model.classes_):
-            raise PredictionFailure(f"model {model_name!r} version {version} is not a fraud classifier with a feature list",
-                                    "Deploy a model trained by train_fraud_model().")
-        if getattr(model, "n_features_in_", len(features)) != len(features):
-            raise PredictionFailure(f"model expects {model.n_features_in_} features, its registry row lists {len(features)}",
-                                    "The registry row does not describe these bytes: retrain with train_fraud_model().")
-        sha256 = GD.get("ml_models.sha256", {}).get((model_name, version))
-        SD["scorers"] = {(model_name, version, sha256): (model, features, list(model.classes_).index(True))}
-    return (version,) + SD["scorers"][(model_name, version, sha256)]
+    def jsonable(value):                              # as to_jsonb() writes numbers
+        if isinstance(value, Decimal):
+            if not value.is_finite():
+                return str(value)
+            return int(value) if value == value.to_integral_value() else float(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[str(value)]
+        return value
 
-def jsonable(value):                                  # as to_jsonb() writes numbers
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            return str(value)                         # "NaN", "Infinity": JSON has no such numbers
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[str(value)]
-    return value
+    import types
+    kit = SD["kit"] = types.SimpleNamespace(
+        PredictionFailure=PredictionFailure, scorer_for=scorer_for, jsonable=jsonable, scorers={},
+        settings_plan=plpy.prepare(
+            "SELECT s.model_name, s.on_failure, s.flag_threshold, m.version, v.model_sha256"
+            "  FROM ml_prediction_settings s"
+            "  LEFT JOIN ml_models m ON m.model_name = s.model_name"
+            "  LEFT JOIN ml_model_versions v ON v.model_name = m.model_name AND v.version = m.version"
+            " WHERE s.table_name = $1", ["text"]),
+        load_plan=plpy.prepare("SELECT ml_load_model($1) AS version", ["text"]),
+        features_plan=plpy.prepare(
+            "SELECT features FROM ml_model_versions WHERE model_name = $1 AND version = $2", ["text", "integer"]),
+        log_plan=plpy.prepare(
+            "INSERT INTO ml_prediction_errors (model_name, model_version, table_name, row_id, row_data, error, hint)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)", ["text", "integer", "text", "bigint", "jsonb", "text", "text"]))
+PredictionFailure = kit.PredictionFailure
 
 new = TD["new"]
-found = SD["settings_plan"].execute([TD["table_name"]])
+found = kit.settings_plan.execute([TD["table_name"]])
 model_name, on_failure, threshold, version, sha256 = (
     found[0]["model_name"], found[0]["on_failure"], found[0]["flag_threshold"],
     found[0]["version"], found[0]["model_sha256"]) if found else (None, "log", None, None, None)
@@ -666,7 +674,7 @@ try:
     if version is None:
         raise PredictionFailure(f"no model named {model_name!r} is deployed",
                                 "Train and deploy one: SELECT train_fraud_model();")
-    version, model, features, fraud_column = scorer_for(model_name, version, sha256)
+    version, model, features, fraud_column = kit.scorer_for(model_name, version, sha256)
     x = []
     for feature in features:                          # the order the model was trained with
         column, _, category = feature.partition("=")
@@ -712,8 +720,8 @@ except Exception as error:
                    detail=f"model {model_name!r} version {version}, row id {new.get('id')}",
                    hint=hint or "Fix the model or the row, or set on_failure = 'log' in ml_prediction_settings.",
                    sqlstate=sqlstate)
-    SD["log_plan"].execute([model_name, version, TD["table_name"], new.get("id"),
-                            json.dumps({k: jsonable(v) for k, v in new.items()}, default=str), message, hint])
+    kit.log_plan.execute([model_name, version, TD["table_name"], new.get("id"),
+                          json.dumps({k: kit.jsonable(v) for k, v in new.items()}, default=str), message, hint])
     new["fraud_probability"] = None                   # kept unscored: is_flagged NULL means "review by hand"
     new["is_flagged"] = None
     new["model_version"] = None
