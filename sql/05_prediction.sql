@@ -95,7 +95,9 @@ $$;
 --   tree ensembles      DecisionTree, RandomForest, ExtraTrees, GradientBoosting and
 --                       HistGradientBoosting regressors: the fitted trees are compiled into one
 --                       Python function of nested comparisons with constants, summed in
---                       scikit-learn's order (so results are identical, not just close).
+--                       scikit-learn's order (so results are identical, not just close). A big
+--                       ensemble is walked as nested tuples for its first 500 predictions in a
+--                       session and compiled then: compiling 100 deep trees takes a second or more.
 --   anything else       the model's predict(), once per row or once per batch.
 CREATE OR REPLACE FUNCTION ml_predict_runtime()
 RETURNS void
@@ -119,14 +121,16 @@ LINEAR = {"LinearRegression", "Ridge", "RidgeCV", "Lasso", "LassoCV", "ElasticNe
           "HuberRegressor", "SGDRegressor", "TheilSenRegressor", "QuantileRegressor",
           "OrthogonalMatchingPursuit", "LinearSVR"}
 AVERAGED_TREES = {"DecisionTreeRegressor", "ExtraTreeRegressor", "RandomForestRegressor", "ExtraTreesRegressor"}
-LIMITS = {"compile_max_nodes": 600_000,   # beyond this, compiling takes seconds: walk the trees instead
-          "compile_max_depth": 60}         # Python's parser allows 200 nested parentheses
+LIMITS = {"compile_now_max_nodes": 20_000,  # up to this, compile at once (~0.1 s)
+          "compile_after_rows": 500,        # bigger: walk first, compile after this many predictions
+          "compile_max_nodes": 600_000,     # beyond this, compiling takes too long: always walk
+          "compile_max_depth": 60}          # Python's parser allows 200 nested parentheses
 
 
 class Entry:
     """One deployed model, prepared for fast prediction in this session."""
     __slots__ = ("marker", "name", "version", "sha256", "coefs", "predict", "batch", "n_features",
-                 "features", "path", "loaded_at", "build_ms")
+                 "features", "path", "loaded_at", "build_ms", "upgrade")
 
 
 # ---- linear models ---------------------------------------------------------------------------
@@ -190,6 +194,8 @@ def compiled_trees(trees, base, divisor, k):
     names = ", ".join(f"x{i}" for i in range(k)) + ("," if k == 1 else "")
     lines = ["def predict(x):",
              f"    {names} = x",
+             f"    {names} = {', '.join(f'float(x{i})' for i in range(k))}{',' if k == 1 else ''}"
+             "   # float vs float: the fastest comparison",
              f"    if not ({' and '.join(f'-INF < x{i} < INF' for i in range(k))}):",
              "        return NAN",
              f"    total = {base!r}"]
@@ -251,10 +257,41 @@ def sklearn_batch(model):
     return lambda X: np.asarray(model.predict(X), dtype=np.float64)
 
 
-def compile_model(model, k):
+def tiered_trees(e, trees, base, divisor, k, size, probes):
+    """A big ensemble starts walked (ready in a fraction of a second) and is compiled once this
+    session has used it for LIMITS["compile_after_rows"] predictions: a session that predicts a
+    handful of rows never pays the compile; one that scores thousands runs at compiled speed.
+    The compiled function must agree with the walked one on the probe rows, or the walker stays."""
+    walk = walked_trees(trees, base, divisor)
+    remaining = [LIMITS["compile_after_rows"]]
+
+    def upgrade():
+        e.upgrade = None
+        try:
+            compiled = compiled_trees(trees, base, divisor, k)
+        except (SyntaxError, RecursionError, MemoryError):
+            e.path = f"walked trees ({size})"
+            return
+        if all(compiled(row) == walk(row) for row in probes):
+            e.predict, e.path = compiled, f"compiled trees ({size})"
+        else:
+            plpy.warning(f"ml_predict: compiled trees of {e.name!r} disagree with the walked ones; walking them")
+            e.path = f"walked trees ({size})"
+
+    def predict(x):
+        remaining[0] -= 1
+        if remaining[0] == 0 and e.upgrade is not None:
+            e.upgrade()
+        return walk(x)
+
+    e.upgrade = upgrade
+    return predict, f"walked trees ({size}); compiled after {LIMITS['compile_after_rows']:,} rows"
+
+
+def compile_model(model, e, probes):
     """(coefs or None, row predictor, batch predictor, path) for a fitted estimator."""
     import numpy as np
-    kind = type(model).__name__
+    kind, k = type(model).__name__, e.n_features
     if type(model).__module__.startswith("sklearn."):
         if kind in LINEAR and np.ndim(model.coef_) == 1 and np.ndim(model.intercept_) == 0:
             coefs = (float(model.intercept_),) + tuple(float(c) for c in model.coef_)
@@ -266,9 +303,11 @@ def compile_model(model, k):
             depth, nodes = max(d for _, d, _ in nested), sum(n for _, _, n in nested)
             size = f"{len(trees)} tree{'s' if len(trees) != 1 else ''}, {nodes:,} nodes"
             if depth <= LIMITS["compile_max_depth"] and nodes <= LIMITS["compile_max_nodes"]:
+                if nodes > LIMITS["compile_now_max_nodes"]:
+                    predict, path = tiered_trees(e, trees, base, divisor, k, size, probes)
+                    return None, predict, sklearn_batch(model), path
                 try:
-                    predict = compiled_trees(trees, base, divisor, k)
-                    return None, predict, sklearn_batch(model), f"compiled trees ({size})"
+                    return None, compiled_trees(trees, base, divisor, k), sklearn_batch(model), f"compiled trees ({size})"
                 except (SyntaxError, RecursionError, MemoryError):
                     pass
             return None, walked_trees(trees, base, divisor), sklearn_batch(model), f"walked trees ({size})"
@@ -310,7 +349,7 @@ def build(name, version, sha256):
     parameters = json.loads(row["parameters"]) if row["parameters"] else None
     training_range = json.loads(row["training_range"]) if row["training_range"] else None
     e = Entry()
-    e.name, e.version, e.sha256, e.marker = name, version, sha256, None
+    e.name, e.version, e.sha256, e.marker, e.upgrade = name, version, sha256, None, None
     if (algorithm in LINEAR and features and parameters and "intercept" in parameters
             and sorted(parameters.get("coefficients") or {}) == sorted(features)):
         # The registry holds the learned numbers: nothing to unpickle, no scikit-learn to import.
@@ -326,11 +365,12 @@ def build(name, version, sha256):
         e.n_features = int(getattr(model, "n_features_in_", 0) or len(e.features or []))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)       # "X does not have valid feature names"
-            e.coefs, e.predict, e.batch, e.path = compile_model(model, e.n_features)
+            probes = probe_rows(e.n_features, training_range, e.features)
+            e.coefs, e.predict, e.batch, e.path = compile_model(model, e, probes)
             if e.path != "sklearn predict":
-                if not agrees_with_sklearn(model, e.predict, probe_rows(e.n_features, training_range, e.features),
-                                           name, loaded):
+                if not agrees_with_sklearn(model, e.predict, probes, name, loaded):
                     e.coefs, e.predict, e.batch, e.path = None, sklearn_row(model), sklearn_batch(model), "sklearn predict"
+                    e.upgrade = None
             else:
                 import numpy as np
                 kind = np.asarray(model.predict(np.zeros((1, e.n_features)))).dtype.kind
@@ -674,6 +714,8 @@ rt = GD["ml_predict_runtime"]
 e = rt.current(model_name, None)
 loaded = plpy.execute(plpy.prepare("SELECT ml_load_model($1) AS version", ["text"]), [model_name])[0]["version"]
 model = GD["ml_models"][(model_name, loaded)]
+if e.upgrade is not None:
+    e.upgrade()                        # time the compiled trees, not the first rows' walk
 k = e.n_features
 flat = [v for row in features for v in row] if features and isinstance(features[0], list) else list(features)
 if not flat or len(flat) % k or None in flat:

@@ -246,6 +246,19 @@ $$""")
     assert used.startswith("walked trees")
 
 
+def test_a_big_forest_is_walked_first_and_compiled_after_500_rows_with_the_same_results(kit):
+    query = ("SELECT array_agg(ml_predict('test05_forest', ARRAY[age, income, credit_score]) ORDER BY id)"
+             "  FROM (SELECT * FROM customer_data ORDER BY id LIMIT %s) AS c")
+    with pgmlkit.connect() as fresh:
+        (first,) = fresh.execute(query, [400]).fetchone()
+        (path,) = fresh.execute("SELECT path FROM ml_predict_cache() WHERE model_name = 'test05_forest'").fetchone()
+        assert path.startswith("walked trees (100 trees,") and path.endswith("compiled after 500 rows")
+        (again,) = fresh.execute(query, [400]).fetchone()       # crosses 500 predictions: compiles
+        (path,) = fresh.execute("SELECT path FROM ml_predict_cache() WHERE model_name = 'test05_forest'").fetchone()
+        assert path.startswith("compiled trees (100 trees,")
+    assert again == first                                        # walked and compiled: the same numbers
+
+
 def test_a_classifier_is_served_by_its_own_predict(db, client_models):
     x = np.array([[30 / 75, 60000 / 135000, 720 / 850]])
     (value,) = db.execute("SELECT ml_predict('test05_classifier', %s::float8[])", [x[0].tolist()]).fetchone()
