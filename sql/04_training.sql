@@ -146,10 +146,21 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     new_version integer;
+    max_bytes   bigint;
 BEGIN
     IF p_model_data IS NULL THEN
         RAISE EXCEPTION 'model % has no bytes to register', p_model_name
             USING HINT = 'Pass the output of a training function, e.g. train_model().';
+    END IF;
+    -- sql/09 (when applied) caps a model's size: every session that loads it holds it in memory.
+    IF to_regclass('public.ml_registry_limits') IS NOT NULL THEN
+        EXECUTE 'SELECT max_model_bytes FROM public.ml_registry_limits' INTO max_bytes;
+        IF octet_length(p_model_data) > max_bytes THEN
+            RAISE EXCEPTION 'model % is % bytes, more than max_model_bytes (% bytes)',
+                p_model_name, octet_length(p_model_data), max_bytes
+                USING ERRCODE = 'program_limit_exceeded',
+                      HINT = 'Train a smaller model (fewer or shallower trees), or raise the limit: UPDATE ml_registry_limits SET max_model_bytes = ...;';
+        END IF;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('ml_model_versions:' || p_model_name));
     SELECT coalesce(max(version), 0) + 1 INTO new_version
@@ -160,6 +171,12 @@ BEGIN
     VALUES (p_model_name, new_version, p_model_data, encode(sha256(p_model_data), 'hex'), p_algorithm,
             p_features, p_target, p_training_rows, p_training_range, p_metrics, p_parameters,
             ml_library_versions(), p_source);
+    -- sql/09 (when applied) signs every version registered here, with a key only superusers can
+    -- read; ml_load_model then refuses bytes without a valid signature.
+    IF to_regnamespace('ml_private') IS NOT NULL
+       AND to_regprocedure('ml_private.sign_model_version(text,integer)') IS NOT NULL THEN
+        EXECUTE 'SELECT ml_private.sign_model_version($1, $2)' USING p_model_name, new_version;
+    END IF;
     RETURN new_version;
 END;
 $$;
@@ -384,7 +401,8 @@ $$;
 -- model is reused while the registry's digest for (name, version) is the one it was loaded
 -- with, so a registry rebuilt under the same version numbers is never served from a stale cache.
 -- Errors carry a SQLSTATE a caller can catch: P0002 (no_data_found) nothing deployed,
--- XX001 (data_corrupted) digest mismatch, 55000 trained with another scikit-learn.
+-- XX001 (data_corrupted) digest mismatch — or, once sql/09 configured a key, a missing or wrong
+-- signature — and 55000 trained with another scikit-learn (or numpy, scipy).
 CREATE OR REPLACE FUNCTION ml_load_model(p_model_name text)
 RETURNS integer
 LANGUAGE plpython3u
@@ -437,6 +455,24 @@ if trained_with.get("scikit-learn") != running:
                f"{trained_with.get('scikit-learn')}, this server runs {running}",
                hint="Pickles are only guaranteed to load in the version that wrote them: retrain with SELECT train_purchase_model();",
                sqlstate="55000")                       # object_not_in_prerequisite_state
+for library in ("numpy", "scipy"):                     # what a pickled model's arrays are rebuilt with
+    if library in trained_with and trained_with[library] != metadata.version(library):
+        plpy.error(f"model {p_model_name!r} version {version} was trained with {library} "
+                   f"{trained_with[library]}, this server runs {metadata.version(library)}",
+                   hint="Run the same pins on every server (requirements/server.txt), or retrain here.",
+                   sqlstate="55000")
+# Last check before unpickling (the checks above read no pickle). A digest only proves the bytes
+# are the ones registered, not who registered them: when sql/09 has configured a signing key,
+# the bytes must also carry an HMAC made on the training path (XX001 if not).
+if plpy.execute("SELECT to_regnamespace('ml_private') IS NOT NULL"
+                " AND to_regprocedure('ml_private.model_signature_status(text,integer)') IS NOT NULL AS on")[0]["on"]:
+    status = plpy.execute(plpy.prepare("SELECT ml_private.model_signature_status($1, $2) AS s", ["text", "integer"]),
+                          [p_model_name, version])[0]["s"]
+    if status not in ("valid", "no key"):
+        plpy.error(f"model {p_model_name!r} version {version}: signature {status}; refusing to unpickle",
+                   hint="Only the training path signs models: these bytes were written some other way. "
+                        "Deploy a signed version: SELECT ml_promote(name, version);",
+                   sqlstate="XX001")                   # data_corrupted
 for old in [k for k in cache if k[0] == p_model_name]:
     del cache[old]                                # one version per name in memory
     digests.pop(old, None)

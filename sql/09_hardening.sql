@@ -258,7 +258,9 @@ ALTER SCHEMA ml OWNER TO ml_owner;
 REVOKE ALL ON SCHEMA ml FROM PUBLIC;
 GRANT USAGE ON SCHEMA ml TO ml_app, ml_trainer;
 
-CREATE OR REPLACE FUNCTION ml.predict_purchase(age integer, income double precision, credit_score integer)
+-- (Named apart from public.predict_purchase, so a lookup by name alone never finds two.)
+DROP FUNCTION IF EXISTS ml.predict_purchase(integer, double precision, integer);
+CREATE OR REPLACE FUNCTION ml.predict_purchase_amount(age integer, income double precision, credit_score integer)
 RETURNS double precision
 LANGUAGE sql STABLE STRICT SECURITY DEFINER
 SET search_path = public, pg_temp
@@ -316,7 +318,7 @@ BEGIN
     END LOOP;
 END;
 $$;
-GRANT EXECUTE ON FUNCTION ml.predict_purchase(integer, double precision, integer),
+GRANT EXECUTE ON FUNCTION ml.predict_purchase_amount(integer, double precision, integer),
                           ml.predict(text, double precision[]),
                           ml.predict_batch(text, double precision[]),
                           ml.input_warnings(text, double precision[]) TO ml_app, ml_trainer;

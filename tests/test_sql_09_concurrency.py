@@ -66,7 +66,7 @@ def test_retraining_while_sessions_insert(db):
         seen = []
         try:
             with psycopg.connect(role_url("ml_app_demo"), autocommit=True) as app:
-                app.execute("SELECT ml.predict_purchase(40, 60000, 700)")       # warm the session
+                app.execute("SELECT ml.predict_purchase_amount(40, 60000, 700)")       # warm the session
                 while not stop.is_set():
                     after_commit = committed.is_set()                        # read BEFORE the statement starts
                     row_id, version = app.execute(INSERT, [30 + n, 50000, 650]).fetchone()

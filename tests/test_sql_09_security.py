@@ -85,7 +85,7 @@ def test_the_application_role_can_call_no_function_that_takes_bytes(db):
     callable_ = db.execute("SELECT function_name::text, security_definer, takes_bytea, search_path_fixed"
                            " FROM ml_callable_functions('ml_app')").fetchall()
     names = [row[0] for row in callable_]
-    assert "ml.predict_purchase(integer,double precision,integer)" in names
+    assert "ml.predict_purchase_amount(integer,double precision,integer)" in names
     assert not [n for n, _, bytea, _ in callable_ if bytea], callable_
     assert all(definer and fixed for _, definer, _, fixed in callable_), callable_
     assert all(n.startswith("ml.") for n in names), names          # nothing from public
@@ -146,7 +146,7 @@ def test_the_application_role_cannot_overwrite_read_or_load_a_model(db):
         row = app.execute("INSERT INTO customer_data (age, income, credit_score) VALUES (40, 60000, 700)"
                           " RETURNING id, predicted_purchase, model_version").fetchone()
         assert row[1] is not None and row[2] == before[0]
-        predicted = app.execute("SELECT ml.predict_purchase(40, 60000, 700)").fetchone()[0]
+        predicted = app.execute("SELECT ml.predict_purchase_amount(40, 60000, 700)").fetchone()[0]
         assert abs(float(row[1]) - predicted) < 0.01
     db.execute("DELETE FROM customer_data WHERE id = %s", [row[0]])
     after = db.execute("SELECT version, model_sha256 FROM ml_models JOIN ml_model_versions USING (model_name, version)"
