@@ -355,5 +355,5 @@ AS $$
      WHERE p.pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
        AND has_function_privilege(p_role, p.oid, 'EXECUTE')
        AND has_schema_privilege(p_role, p.pronamespace, 'USAGE')
-     ORDER BY 1::text
+     ORDER BY p.oid::regprocedure::text
 $$;
