@@ -14,7 +14,8 @@ Per-row paths are timed as one statement that runs on the server, SELECT sum(f(.
 client_roundtrip and http_* whose point is exactly that.
 
 It replaces customer_data's rows and deploys new versions of purchase_predictor and purchase_rf
-(as notebooks 02 and 04 do); the prediction trigger mode is restored at the end.
+(as notebooks 02 and 04 do); the prediction trigger mode is restored at the end, and sql/09 is
+re-applied if the database had it (re-applying sql/04-06 resets what it hardened).
 Exit status: 0 done (targets may be missed: they are reported), 1 a check failed (or a target
 missed with --strict), 2 a required function is missing.
 """
@@ -42,6 +43,7 @@ from pathlib import Path
 from .config import KIT_ROOT
 
 SQL_FILES = ("02_sample_data.sql", "04_training.sql", "05_prediction.sql", "06_triggers.sql", "08_tradeoffs.sql")
+HARDENING_FILE = "09_hardening.sql"
 
 # Every function the benchmark calls: (name, the argument types it is called with, the file that
 # defines it). A function may take more arguments than listed if they have defaults.
@@ -415,12 +417,15 @@ class Bench:
 
     # ---- 1. schema -------------------------------------------------------------------------------
     def apply_sql(self) -> None:
-        from .db import run_sql_file
         from .config import SQL_DIR
+        from .db import run_sql_file
 
         missing_files = [name for name in SQL_FILES if not (SQL_DIR / name).exists()]
         if self.scalar("SELECT to_regprocedure('prediction_trigger_mode()') IS NOT NULL"):
             self.trigger_mode_before = self.scalar("SELECT prediction_trigger_mode()")
+        # sql/09 (hardening) must be applied after the files it hardens: if it was, re-apply it at the end.
+        self.hardened = (SQL_DIR / HARDENING_FILE).exists() and self.scalar(
+            "SELECT to_regnamespace('ml_private') IS NOT NULL AND to_regnamespace('ml') IS NOT NULL")
         for name in SQL_FILES:
             if name not in missing_files:
                 self.log(f"  {self.elapsed()}  applying sql/{name}")
@@ -461,9 +466,15 @@ class Bench:
                             f" + {c['income']!r}::float8 * income::float8 + {c['credit_score']!r}::float8 * credit_score)")
 
     def restore(self) -> None:
+        """Leave the database as the workshop had it: the trigger mode, and sql/09's hardening."""
         mode = getattr(self, "trigger_mode_before", None)
         if mode in ("row", "statement", "none"):
             self.scalar("SELECT use_prediction_trigger(%s)", [mode])
+        if getattr(self, "hardened", False):
+            from .db import run_sql_file
+
+            self.log(f"  {self.elapsed()}  re-applying sql/{HARDENING_FILE} (it was applied before the run)")
+            run_sql_file(HARDENING_FILE, self.conn)
 
     # ---- 3. correctness --------------------------------------------------------------------------
     def check_predictions(self) -> dict:
@@ -815,8 +826,10 @@ class Bench:
         finally:
             with contextlib.suppress(Exception):
                 self.stop_service()
-            with contextlib.suppress(Exception):
+            try:
                 self.restore()
+            except Exception as error:                             # noqa: BLE001 — say it, do not hide it
+                self.log(f"  could not restore the database's previous state: {type(error).__name__}: {error}")
         return {"environment": self.environment(checks), "results": [r.as_json() for r in self.results],
                 "targets": evaluate_targets(self.results)}
 
