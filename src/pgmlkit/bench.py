@@ -385,6 +385,8 @@ class Bench:
         self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
         self._service = None
         self._models_on_disk: dict[str, str] = {}
+        self.trigger_mode_before: str | None = None      # restored at the end
+        self.hardened = False                             # sql/09 was applied: re-apply it at the end
         self._tmp = tempfile.TemporaryDirectory(prefix="pgmlkit-bench-")
         self.started = time.perf_counter()
 
@@ -446,11 +448,13 @@ class Bench:
     # ---- 2. data and models ----------------------------------------------------------------------
     def prepare(self) -> None:
         s = self.sizes
-        if not hasattr(self, "trigger_mode_before"):
+        if self.trigger_mode_before is None:
             self.trigger_mode_before = self.scalar("SELECT prediction_trigger_mode()")
-        self.scalar("SELECT use_prediction_trigger('none')")      # loading rows must not score them
+        self.scalar("SELECT use_prediction_trigger('none')")
         self.log(f"  {self.elapsed()}  load_sample_customers({s.table_rows:,})")
-        self.scalar("SELECT load_sample_customers(%s, 42)", [s.table_rows])
+        with self.conn.transaction():
+            self.conn.execute("SET LOCAL session_replication_role = replica")   # no trigger scores the load
+            self.scalar("SELECT load_sample_customers(%s, 42)", [s.table_rows])
         self.conn.execute("VACUUM ANALYZE customer_data")
         for algorithm in ALGORITHMS:
             name = MODEL_NAMES[algorithm]
@@ -467,10 +471,10 @@ class Bench:
 
     def restore(self) -> None:
         """Leave the database as the workshop had it: the trigger mode, and sql/09's hardening."""
-        mode = getattr(self, "trigger_mode_before", None)
+        mode = self.trigger_mode_before
         if mode in ("row", "statement", "none"):
             self.scalar("SELECT use_prediction_trigger(%s)", [mode])
-        if getattr(self, "hardened", False):
+        if self.hardened:
             from .db import run_sql_file
 
             self.log(f"  {self.elapsed()}  re-applying sql/{HARDENING_FILE} (it was applied before the run)")
