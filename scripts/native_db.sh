@@ -97,6 +97,9 @@ port = $KIT_PORT
 listen_addresses = 'localhost'
 shared_preload_libraries = 'pg_cron'
 cron.database_name = '$KIT_DB'
+# Jobs run as background workers inside the server, so they need no password over TCP.
+cron.use_background_workers = on
+max_worker_processes = 16
 max_connections = 100
 CONF
 }
@@ -185,6 +188,17 @@ ensure_cluster_user() {
     fi
 }
 
+# pg_cron's scheduler exits when its database is dropped and is only started again with the server.
+restart_cluster() {
+    step "Restarting the kit's PostgreSQL (so pg_cron's scheduler starts on the new database)"
+    if (( AS_ROOT )); then
+        pg_ctlcluster "$PG_MAJOR" "$KIT_CLUSTER" restart -m fast
+    else
+        PYTHONPATH="$SITE_PACKAGES" OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+            "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$PG_LOG" -m fast -w restart >/dev/null
+    fi
+}
+
 bootstrap() {
     step "Creating role '$KIT_USER', database '$KIT_DB' and extension plpython3u (superuser step)"
     superuser_psql -d postgres -v kit_user="$KIT_USER" -v kit_password="$KIT_PASSWORD" -v kit_db="$KIT_DB" \
@@ -212,6 +226,7 @@ case "${1:-up}" in
         step "Dropping database '$KIT_DB' (all workshop tables, functions and models)"
         superuser_psql -d postgres -c "DROP DATABASE IF EXISTS \"$KIT_DB\" WITH (FORCE)"
         bootstrap
+        restart_cluster
         ;;
     status)
         cluster_running && echo running || { echo stopped; exit 1; }
