@@ -252,7 +252,7 @@ def check_lab_image(root: Path) -> None:
     assert "'PLOOMBER_STATS_ENABLED': 'false'" in runs, "the pg-ml-kit kernel must set PLOOMBER_STATS_ENABLED=false"
     image_env = env_values(instrs)
     assert image_env.get("DATABASE_URL") == f"postgresql://{env['KIT_USER']}:{env['KIT_PASSWORD']}@db:5432/{env['KIT_DB']}"
-    assert image_env.get("PYTHONPATH") == "/kit/src"
+    assert "pg-ml-kit.pth', 'w').write('/kit/src" in runs, "the lab image must put /kit/src (the bind mount) on sys.path"
 
 
 def check_compose(root: Path) -> None:
@@ -278,8 +278,13 @@ def check_compose(root: Path) -> None:
     assert [m[1] for m in ports if m] == [env["KIT_PORT"]]
     lab_ports = [re.fullmatch(r"(?:127\.0\.0\.1:)?\$\{KIT_LAB_PORT:-(\d+)\}:8888", p) for p in lab["ports"]]
     assert [m[1] for m in lab_ports if m] == [env["KIT_LAB_PORT"]], lab["ports"]
-    health = " ".join(db["healthcheck"]["test"])
-    assert "pg_isready" in health and "plpython3u" in health and "import sklearn" in health, health
+    # The health check is the image's docker/postgres/healthcheck.sh: pg_isready + the PL/Python import.
+    health = db["healthcheck"]["test"]
+    assert health[0] == "CMD" and health[1:] == [copy_destination(pg_dockerfile(root), "docker/postgres/healthcheck.sh")], \
+        f"db's health check {health} is not the image's copy of docker/postgres/healthcheck.sh"
+    script = (root / "docker/postgres/healthcheck.sh").read_text()
+    for needed in ("pg_isready -q -h 127.0.0.1", "LANGUAGE plpython3u", "import sklearn, numpy, pandas"):
+        assert needed in script, f"docker/postgres/healthcheck.sh no longer checks {needed!r}"
     volumes = [v.split(":") for v in db["volumes"]]
     assert any(src in spec.get("volumes", {}) and dst == "/var/lib/postgresql/data" for src, dst in volumes), db["volumes"]
     assert lab["depends_on"]["db"]["condition"] == "service_healthy", "lab must wait for a healthy db"
@@ -369,7 +374,9 @@ MUTATIONS = [
     (check_compose, "docker/docker-compose.yml", "${KIT_LAB_PORT:-8899}:8888", "8888:8888"),
     (check_compose, "docker/docker-compose.yml", "PYTHON_MINOR: ${PYTHON_MINOR:-3.11}\n        PG_MAJOR",
      "PYTHON_MINR: ${PYTHON_MINOR:-3.11}\n        PG_MAJOR"),
-    (check_compose, "docker/docker-compose.yml", "LANGUAGE plpython3u", "LANGUAGE plpgsql"),
+    (check_compose, "docker/postgres/healthcheck.sh", "LANGUAGE plpython3u", "LANGUAGE plpgsql"),
+    (check_compose, "docker/postgres/healthcheck.sh", "pg_isready -q -h 127.0.0.1", "pg_isready -q"),
+    (check_compose, "docker/docker-compose.yml", "/usr/local/bin/pg-ml-kit-healthcheck", "pg_isready"),
     (check_compose, "docker/docker-compose.yml", "condition: service_healthy", "condition: service_started"),
     (check_compose, "docker/docker-compose.yml", "- ..:/kit", "- ../notebooks:/kit/notebooks"),
     (check_environment_yml, "environment.yml", "numpy==2.4.6", "numpy==2.4.5"),

@@ -14,6 +14,9 @@ if [ -z "$token" ]; then
 fi
 printf '\n    Open this URL in your browser:\n\n        http://127.0.0.1:%s/lab?token=%s\n\n    Start with 00_setup_check.ipynb. Database: %s\n\n' \
     "${KIT_LAB_PORT:-8899}" "$token" "${DATABASE_URL}"
+# Root in the container when you are root on the host (KIT_UID=0): Jupyter needs to be told.
+if [ "$(id -u)" = 0 ]; then set -- --allow-root; else set --; fi
 exec jupyter lab --no-browser --ip=0.0.0.0 --port=8888 \
     --IdentityProvider.token="$token" --ServerApp.root_dir=/kit/notebooks \
-    --MappingKernelManager.default_kernel_name=pg-ml-kit
+    --MappingKernelManager.default_kernel_name=pg-ml-kit \
+    --ServerApp.custom_display_url="http://127.0.0.1:${KIT_LAB_PORT:-8899}/lab" "$@"
