@@ -51,8 +51,14 @@ wait_healthy() {
     done
 }
 
+published_port() {  # the host port of the running db container, if any
+    local id; id=$(container)
+    [[ -n "$id" ]] && docker port "$id" 5432/tcp 2>/dev/null | head -1 | sed 's/.*://'
+}
+
 up() {
-    if [[ "$(state)" != running ]] && port_in_use "$KIT_PORT"; then
+    # Before anything is rebuilt or recreated: KIT_PORT must be free, unless it is already ours.
+    if [[ "$(published_port || true)" != "$KIT_PORT" ]] && port_in_use "$KIT_PORT"; then
         fail "Port $KIT_PORT (the kit's port) is already taken by another program." \
              "Stop that program (\`ss -ltnp 'sport = :$KIT_PORT'\` shows which), or pick another port for the kit: KIT_PORT=5599 make db (and DATABASE_URL follows)."
     fi
