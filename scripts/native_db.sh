@@ -238,7 +238,7 @@ case "${1:-up}" in
                 && pg_dropcluster --stop "$PG_MAJOR" "$KIT_CLUSTER"
         else
             cluster_running && "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast stop >/dev/null
-            rm -rf "$PGDATA"
+            rm -rf "$PGDATA" "$PG_LOG" "$KIT_HOME/$KIT_CLUSTER-initdb.log"
         fi
         rm -rf "$SERVER_VENV"
         ;;
