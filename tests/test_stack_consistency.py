@@ -209,6 +209,25 @@ def check_thread_settings(root: Path) -> None:
     assert docker == native, f"thread settings differ: Docker {docker}, native {native}"
 
 
+SETTING = re.compile(r"^\s*([a-z_.]+)\s*=\s*(.+?)\s*$", re.M)
+
+
+def check_server_settings(root: Path) -> None:
+    """The image's postgresql.conf + initdb.sh's settings == native_db.sh's kit_conf (port and listen aside)."""
+    native_body = re.search(r"^kit_conf\(\) \{\n    cat <<CONF\n(.*?)^CONF$", (root / "scripts/native_db.sh").read_text(), re.M | re.S)
+    assert native_body, "kit_conf() in scripts/native_db.sh has changed shape: update this check"
+    native = dict(SETTING.findall(native_body[1]))
+    for container_set in ("port", "listen_addresses"):
+        native.pop(container_set, None)
+    initdb = re.search(r'cat > "\$PGDATA/pg-ml-kit.conf" <<CONF\n(.*?)^CONF$', (root / "docker/postgres/initdb.sh").read_text(), re.M | re.S)
+    assert initdb, "docker/postgres/initdb.sh no longer writes pg-ml-kit.conf"
+    docker = dict(SETTING.findall(initdb[1]))
+    image_conf = copy_destination(pg_dockerfile(root), "docker/postgres/postgresql.conf")
+    assert docker.pop("include", None) == f"'{image_conf}'", f"pg-ml-kit.conf must include {image_conf}"
+    docker.update(SETTING.findall((root / "docker/postgres/postgresql.conf").read_text()))
+    assert docker == native, f"server settings differ: Docker {docker}, native {native}"
+
+
 def check_same_superuser_step(root: Path) -> None:
     """docker's initdb runs scripts/bootstrap.sql with the same psql variables as native_db.sh."""
     instrs = pg_dockerfile(root)
@@ -334,7 +353,7 @@ def check_build_context_filters(root: Path) -> None:
 
 
 CHECKS = [check_postgres_base_image, check_postgres_packages, check_server_packages_from_pin_file,
-          check_thread_settings, check_same_superuser_step, check_lab_image, check_compose,
+          check_thread_settings, check_server_settings, check_same_superuser_step, check_lab_image, check_compose,
           check_environment_yml, check_build_context_filters]
 
 
@@ -362,6 +381,11 @@ MUTATIONS = [
     (check_server_packages_from_pin_file, "docker/postgres/Dockerfile",
      '"/usr/bin/python${PYTHON_MINOR}" -m venv', "python3 -m venv"),
     (check_thread_settings, "docker/postgres/Dockerfile", "OMP_NUM_THREADS=1", "OMP_NUM_THREADS=2"),
+    (check_server_settings, "docker/postgres/postgresql.conf", "max_worker_processes = 16", "max_worker_processes = 8"),
+    (check_server_settings, "docker/postgres/postgresql.conf", "cron.use_background_workers = on\n", ""),
+    (check_server_settings, "docker/postgres/initdb.sh", "cron.database_name = '$KIT_DB'", "cron.database_name = 'postgres'"),
+    (check_server_settings, "scripts/native_db.sh", "max_connections = 100", "max_connections = 200"),
+    (check_server_settings, "docker/postgres/Dockerfile", "/etc/pg-ml-kit/postgresql.conf", "/etc/pg-ml-kit/kit.conf"),
     (check_same_superuser_step, "docker/postgres/initdb.sh", "-f /opt/pg-ml-kit/bootstrap.sql", "-f /opt/pg-ml-kit/other.sql"),
     (check_same_superuser_step, "docker/postgres/initdb.sh", '-v kit_db="$KIT_DB"', ""),
     (check_same_superuser_step, "docker/postgres/Dockerfile", "KIT_DB=mlkit", "KIT_DB=workshop"),

@@ -11,13 +11,12 @@ su_psql() {
     PGHOST='' PGHOSTADDR='' psql -X -q -v ON_ERROR_STOP=1 --username "$superuser" --no-password --dbname postgres "$@"
 }
 
-# Server settings, as scripts/native_db.sh writes them for a native cluster. Read at the next start,
-# which for a new volume is the real start right after this script.
+# Server settings: the image's (pg_cron, workers, connections) and the one that names this volume's
+# database. Read at the next start, which for a new volume is the real start right after this script.
 cat > "$PGDATA/pg-ml-kit.conf" <<CONF
 # Written by docker/postgres/initdb.sh (pg-ml-kit); edits are overwritten.
-shared_preload_libraries = 'pg_cron'
+include = '/etc/pg-ml-kit/postgresql.conf'
 cron.database_name = '$KIT_DB'
-max_connections = 100
 CONF
 grep -qxF "include_if_exists = 'pg-ml-kit.conf'" "$PGDATA/postgresql.conf" \
     || echo "include_if_exists = 'pg-ml-kit.conf'" >> "$PGDATA/postgresql.conf"
