@@ -72,6 +72,7 @@ def test_each_target_misses_when_its_numbers_are_bad():
     t = targets(slow_cached)
     assert not t["cached_vs_naive"]["passed"] and not t["cached_vs_sql"]["passed"]
     assert "plpython_call_floor" in t["cached_vs_sql"]["bound"]
+    assert "= 167x faster than seed_naive_row" in t["cached_vs_naive"]["bound"]      # 200 / 1.2
     # batch passes by throughput OR by ratio: 0.9 us/row is 1.1M rows/s; 1.5 us/row is neither
     t = targets(replace(GOOD, "batch", samples=[0.0015] * 3))
     assert not t["batch_throughput"]["passed"] and "666,667 rows/s" in t["batch_throughput"]["measured"]
@@ -80,8 +81,10 @@ def test_each_target_misses_when_its_numbers_are_bad():
     # the forest target needs identical predictions as well as speed
     assert not targets(replace(GOOD, "rf_fast_row", extra={"max_abs_diff": 0.5}))["rf_fast_vs_sklearn"]["passed"]
     assert not targets(replace(GOOD, "rf_fast_row", extra={}))["rf_fast_vs_sklearn"]["passed"]
-    assert not targets(replace(GOOD, "statement_trigger_insert",
-                               samples=[0.007] * 3))["statement_trigger_vs_plain"]["passed"]
+    slow_trigger = replace(GOOD, "statement_trigger_insert", samples=[0.007] * 3)
+    assert not targets(slow_trigger)["statement_trigger_vs_plain"]["passed"]
+    bound = targets(slow_trigger + [fake("insert_update_floor", 4, group="insert")])["statement_trigger_vs_plain"]["bound"]
+    assert "costs 2.0x plain_insert" in bound
     assert not targets(replace(GOOD, "cold_start_linear", samples=[0.151] * 3))["cold_start_linear"]["passed"]
 
 
