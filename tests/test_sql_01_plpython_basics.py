@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from decimal import Decimal
 from importlib import metadata
 
@@ -94,7 +95,9 @@ def test_hello_wrong_type_has_no_matching_function(conn):
 def test_server_python_is_embedded_and_imports_the_pinned_packages_from_pythonpath(conn):
     server = dict(conn.execute("SELECT item, value FROM plpy_demo_server_python()").fetchall())
     assert server["version"].rsplit(".", 1)[0] == pgmlkit.kit_settings()["PYTHON_MINOR"]
-    assert server["executable"] == "''"
+    # Embedded: not this test's interpreter ('' under pg_ctlcluster, which clears PATH; /usr/bin/python3 otherwise).
+    assert server["executable"] in ("''", repr("/usr/bin/python3"), repr(f"/usr/bin/python{pgmlkit.kit_settings()['PYTHON_MINOR']}"))
+    assert server["executable"] != repr(sys.executable)
     assert server["scikit-learn"] == metadata.version("scikit-learn")
     assert server["numpy"] == metadata.version("numpy")
     pythonpath = [p for p in server["PYTHONPATH"].split(":") if p]
