@@ -30,9 +30,11 @@ SITE_PACKAGES="$SERVER_VENV/lib/python$PYTHON_MINOR/site-packages"
 # Run psql as the cluster's superuser, over the unix socket.
 superuser_psql() {
     if (( AS_ROOT )); then
-        runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$KIT_PORT" "$@"
+        PGOPTIONS='-c client_min_messages=warning' \
+            runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$KIT_PORT" "$@"
     else
-        psql -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$KIT_PORT" -d postgres "$@"
+        PGOPTIONS='-c client_min_messages=warning' \
+            psql -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$KIT_PORT" -d postgres "$@"
     fi
 }
 
@@ -131,6 +133,11 @@ ensure_cluster_root() {
         step "Creating PostgreSQL $PG_MAJOR cluster '$KIT_CLUSTER' (owner: postgres) on port $KIT_PORT"
         pg_createcluster "$PG_MAJOR" "$KIT_CLUSTER" -p "$KIT_PORT" -- \
             --auth-local=peer --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 >&2
+    else
+        # Nothing is rewritten or restarted before we know KIT_PORT is free (or already ours).
+        local current_port status
+        read -r current_port status < <(pg_lsclusters -h | awk -v v="$PG_MAJOR" -v c="$KIT_CLUSTER" '$1==v && $2==c {print $3, $4}')
+        if [[ "$current_port" != "$KIT_PORT" || "$status" != online* ]]; then fail_if_port_taken; fi
     fi
     local changed=0
     mkdir -p "$CONF_DIR/conf.d"
