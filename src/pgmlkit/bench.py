@@ -478,15 +478,19 @@ class Bench:
                             f" + {c['income']!r}::float8 * income::float8 + {c['credit_score']!r}::float8 * credit_score)")
 
     def restore(self) -> None:
-        """Leave the database as the workshop had it: the trigger mode, and sql/09's hardening."""
+        """Leave the database as the workshop had it: the trigger mode, and sql/09's hardening.
+        On a new connection if the run's own was lost (a server restart, say)."""
+        from .db import connect, run_sql_file
+
+        conn = self.conn if not self.conn.closed else connect()
         mode = self.trigger_mode_before
         if mode in ("row", "statement", "none"):
-            self.scalar("SELECT use_prediction_trigger(%s)", [mode])
+            conn.execute("SELECT use_prediction_trigger(%s)", [mode])
         if self.hardened:
-            from .db import run_sql_file
-
             self.log(f"  {self.elapsed()}  re-applying sql/{HARDENING_FILE} (it was applied before the run)")
-            run_sql_file(HARDENING_FILE, self.conn)
+            run_sql_file(HARDENING_FILE, conn)
+        if conn is not self.conn:
+            conn.close()
 
     # ---- 3. correctness --------------------------------------------------------------------------
     def check_predictions(self) -> dict:
