@@ -16,6 +16,7 @@ lab: db venv  ## provision everything, then start JupyterLab on notebooks/
 test: db venv  ## provision everything, then run the SQL tests and every notebook under nbval
 	$(PY) -m pgmlkit.check
 	$(PY) -m pytest tests
+	$(PY) -m pgmlkit.bench --quick --output build/bench-quick.json
 	scripts/test_notebooks.sh
 
 db:  ## start the database only; the last line printed is its URL
@@ -32,6 +33,9 @@ db-destroy:  ## remove the kit's cluster/container and its server-side packages
 
 venv:  ## the client environment (.venv + the pg-ml-kit Jupyter kernel)
 	@scripts/client_env.sh
+
+bench: db venv  ## measure the talk's trade-offs on this machine -> build/bench.json (QUICK=1: a minute or few)
+	$(PY) -m pgmlkit.bench $(if $(QUICK),--quick) --output build/bench.json
 
 check: db venv  ## the setup check of notebook 00, in the terminal
 	@$(PY) -m pgmlkit.check

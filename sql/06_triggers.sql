@@ -381,6 +381,8 @@ $$ LANGUAGE plpython3u;
 -- stays on the row's page and adds no index entry (a HOT update) — it roughly halves the
 -- UPDATE's cost, for a table about twice as large. Pages already written keep their layout;
 -- 'row' and 'none' restore the default (100%).
+-- An earlier one-argument version would make one-argument calls ambiguous.
+DROP FUNCTION IF EXISTS use_prediction_trigger(text);
 CREATE OR REPLACE FUNCTION use_prediction_trigger(mode text, statement_fillfactor integer DEFAULT 45)
 RETURNS text
 LANGUAGE plpgsql
