@@ -82,6 +82,64 @@ BEGIN
 END;
 $$;
 
+-- @block ml_prediction_failures
+-- What the three prediction triggers below share, written once: the error class whose sqlstate
+-- says whose problem a failure is, how any exception becomes (message, hint, sqlstate), and how a
+-- failed row is either rejected or kept and logged. A trigger installs it into GD (the dict all
+-- PL/Python functions of a session share) the first time it runs in a session.
+CREATE OR REPLACE FUNCTION ml_prediction_failures_install()
+RETURNS void AS $$
+import json, math, types
+from decimal import Decimal
+
+class PredictionFailure(Exception):
+    # sqlstate says whose problem it is: 22xxx the row's data (fix the row), 55000 the model
+    # or its setup (fix the deployment, then retry the row).
+    def __init__(self, message, hint=None, sqlstate="55000"):
+        super().__init__(message)
+        self.hint, self.sqlstate = hint, sqlstate
+
+def describe(error, model_name, version):
+    """(message, hint, sqlstate) for any exception raised while predicting."""
+    if isinstance(error, PredictionFailure):
+        return str(error), error.hint, error.sqlstate
+    if isinstance(error, plpy.SPIError):              # raised inside ml_load_model
+        message = str(error).removeprefix("plpy.Error: ")
+        hint = error.spidata[2] if getattr(error, "spidata", None) else None
+        if hint is not None:                          # one of its checks: P0002, XX001, 55000 ...
+            return message, hint, getattr(error, "sqlstate", None) or "55000"
+        return (f"loading model {model_name!r} version {version} failed: {message}",   # unpickling failed
+                f"Deploy a version that loads (notebook 07: SELECT ml_rollback('{model_name}');).", "55000")
+    return (f"model {model_name!r} version {version} failed: {type(error).__name__}: {error}",  # e.g. no predict()
+            f"Deploy a version that works (notebook 07: SELECT ml_rollback('{model_name}');).", "55000")
+
+def jsonable(value):                                  # as to_jsonb() writes numbers
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return str(value)                         # "NaN", "Infinity": JSON has no such numbers
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[str(value)]
+    return value
+
+log_plan = plpy.prepare(
+    "INSERT INTO ml_prediction_errors (model_name, model_version, table_name, row_id, row_data, error, hint)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7)", ["text", "integer", "text", "bigint", "jsonb", "text", "text"])
+
+def reject_or_log(on_failure, table_name, model_name, version, row, message, hint, sqlstate):
+    """A row trigger's failure: refuse the row (on_failure = 'reject'), or log why and keep it."""
+    if on_failure == "reject":
+        plpy.error(f"prediction required for {table_name} failed: {message}",
+                   detail=f"model {model_name!r} version {version}, row id {row.get('id')}",
+                   hint=hint or "Fix the model or the row, or set on_failure = 'log' in ml_prediction_settings.",
+                   sqlstate=sqlstate)
+    log_plan.execute([model_name, version, table_name, row.get("id"),
+                      json.dumps({k: jsonable(v) for k, v in row.items()}, default=str), message, hint])
+
+GD["ml_prediction_failures"] = types.SimpleNamespace(
+    PredictionFailure=PredictionFailure, describe=describe, reject_or_log=reject_or_log)
+$$ LANGUAGE plpython3u;
+
 -- @block predict_purchase_trigger
 -- The kit's row trigger: the talk's idea, made failure-safe and fast.
 -- * One prepared query per row reads the model name, the version deployed and the failure
@@ -95,21 +153,18 @@ $$;
 --   rejects it with the reason, as ml_prediction_settings says for this table.
 CREATE OR REPLACE FUNCTION predict_purchase_trigger()
 RETURNS trigger AS $$
-import json, math
+import math
 from decimal import Decimal
 
 # Plans, the error class and the helpers are made once per session and kept in SD (this
 # function's own dict): defining a class on every row would cost ~10 µs, as much as the rest.
+if "ml_prediction_failures" not in GD:              # shared helpers, once per session
+    plpy.execute("SELECT ml_prediction_failures_install()")
 kit = SD.get("kit")
 if kit is None:
     FEATURES = ("age", "income", "credit_score")
-
-    class PredictionFailure(Exception):
-        # sqlstate says whose problem it is: 22xxx the row's data (fix the row), 55000 the model
-        # or its setup (fix the deployment, then retry the row).
-        def __init__(self, message, hint=None, sqlstate="55000"):
-            super().__init__(message)
-            self.hint, self.sqlstate = hint, sqlstate
+    failures = GD["ml_prediction_failures"]
+    PredictionFailure = failures.PredictionFailure
 
     def make_predictor(model):
         n = getattr(model, "n_features_in_", len(FEATURES))
@@ -132,30 +187,18 @@ if kit is None:
             return version, kit.predictors[loaded]
         return version, kit.predictors[(model_name, version, sha256)]
 
-    def jsonable(value):                              # as to_jsonb() writes numbers
-        if isinstance(value, Decimal):
-            if not value.is_finite():
-                return str(value)                     # "NaN", "Infinity": JSON has no such numbers
-            return int(value) if value == value.to_integral_value() else float(value)
-        if isinstance(value, float) and not math.isfinite(value):
-            return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[str(value)]
-        return value
-
     import types
     kit = SD["kit"] = types.SimpleNamespace(
-        FEATURES=FEATURES, PredictionFailure=PredictionFailure, predictor_for=predictor_for,
-        jsonable=jsonable, predictors={},             # {(name, version, sha256): one-row predict function}
+        FEATURES=FEATURES, failures=failures, predictor_for=predictor_for,
+        predictors={},                                # {(name, version, sha256): one-row predict function}
         settings_plan=plpy.prepare(
             "SELECT s.model_name, s.on_failure, m.version, v.model_sha256"
             "  FROM ml_prediction_settings s"
             "  LEFT JOIN ml_models m ON m.model_name = s.model_name"
             "  LEFT JOIN ml_model_versions v ON v.model_name = m.model_name AND v.version = m.version"
             " WHERE s.table_name = $1", ["text"]),
-        load_plan=plpy.prepare("SELECT ml_load_model($1) AS version", ["text"]),
-        log_plan=plpy.prepare(
-            "INSERT INTO ml_prediction_errors (model_name, model_version, table_name, row_id, row_data, error, hint)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7)", ["text", "integer", "text", "bigint", "jsonb", "text", "text"]))
-FEATURES, PredictionFailure = kit.FEATURES, kit.PredictionFailure
+        load_plan=plpy.prepare("SELECT ml_load_model($1) AS version", ["text"]))
+FEATURES, PredictionFailure = kit.FEATURES, kit.failures.PredictionFailure
 
 new = TD["new"]
 found = kit.settings_plan.execute([TD["table_name"]])
@@ -188,27 +231,8 @@ try:
 except plpy.spiexceptions.QueryCanceled:
     raise                                             # statement_timeout or a cancel: never swallow
 except Exception as error:
-    if isinstance(error, PredictionFailure):
-        message, hint, sqlstate = str(error), error.hint, error.sqlstate
-    elif isinstance(error, plpy.SPIError):            # raised inside ml_load_model
-        message = str(error).removeprefix("plpy.Error: ")
-        hint = error.spidata[2] if getattr(error, "spidata", None) else None
-        sqlstate = getattr(error, "sqlstate", None) or "55000"     # e.g. P0002, XX001: sql/04's
-        if hint is None:                              # not one of its checks: unpickling itself failed
-            message = f"loading model {model_name!r} version {version} failed: {message}"
-            hint = f"Deploy a version that loads (notebook 07: SELECT ml_rollback('{model_name}');)."
-            sqlstate = "55000"
-    else:                                             # e.g. the unpickled object cannot predict
-        message = f"model {model_name!r} version {version} failed: {type(error).__name__}: {error}"
-        hint = f"Deploy a version that works (notebook 07: SELECT ml_rollback('{model_name}');)."
-        sqlstate = "55000"
-    if on_failure == "reject":
-        plpy.error(f"prediction required for {TD['table_name']} failed: {message}",
-                   detail=f"model {model_name!r} version {version}, row id {new.get('id')}",
-                   hint=hint or "Fix the model or the row, or set on_failure = 'log' in ml_prediction_settings.",
-                   sqlstate=sqlstate)
-    kit.log_plan.execute([model_name, version, TD["table_name"], new.get("id"),
-                          json.dumps({k: kit.jsonable(v) for k, v in new.items()}, default=str), message, hint])
+    message, hint, sqlstate = kit.failures.describe(error, model_name, version)
+    kit.failures.reject_or_log(on_failure, TD["table_name"], model_name, version, new, message, hint, sqlstate)
     new["predicted_purchase"] = None                  # the row is kept, without a prediction
     new["model_version"] = None
 return "MODIFY"
@@ -230,13 +254,10 @@ import math
 import numpy as np
 
 FEATURES = ("age", "income", "credit_score")
-
-class PredictionFailure(Exception):
-    # sqlstate says whose problem it is: 22xxx the row's data (fix the row), 55000 the model
-    # or its setup (fix the deployment, then retry the row).
-    def __init__(self, message, hint=None, sqlstate="55000"):
-        super().__init__(message)
-        self.hint, self.sqlstate = hint, sqlstate
+if "ml_prediction_failures" not in GD:              # shared helpers, once per session
+    plpy.execute("SELECT ml_prediction_failures_install()")
+failures = GD["ml_prediction_failures"]
+PredictionFailure = failures.PredictionFailure
 
 if "read_plan" not in SD:
     SD["settings_plan"] = plpy.prepare(
@@ -340,20 +361,7 @@ try:
 except plpy.spiexceptions.QueryCanceled:
     raise                                             # statement_timeout or a cancel: never swallow
 except Exception as error:                            # the whole batch failed: every row gets the reason
-    if isinstance(error, PredictionFailure):
-        message, hint, sqlstate = str(error), error.hint, error.sqlstate
-    elif isinstance(error, plpy.SPIError):            # raised inside ml_load_model
-        message = str(error).removeprefix("plpy.Error: ")
-        hint = error.spidata[2] if getattr(error, "spidata", None) else None
-        sqlstate = getattr(error, "sqlstate", None) or "55000"     # e.g. P0002, XX001: sql/04's
-        if hint is None:                              # not one of its checks: unpickling itself failed
-            message = f"loading model {model_name!r} version {version} failed: {message}"
-            hint = f"Deploy a version that loads (notebook 07: SELECT ml_rollback('{model_name}');)."
-            sqlstate = "55000"
-    else:                                             # e.g. the unpickled object cannot predict
-        message = f"model {model_name!r} version {version} failed: {type(error).__name__}: {error}"
-        hint = f"Deploy a version that works (notebook 07: SELECT ml_rollback('{model_name}');)."
-        sqlstate = "55000"
+    message, hint, sqlstate = failures.describe(error, model_name, version)
     for i in ids:
         failed.setdefault(i, (message, hint, sqlstate))
 
@@ -612,15 +620,14 @@ $$;
 -- the row unscored (is_flagged NULL: route it to manual review) and log why, or reject it.
 CREATE OR REPLACE FUNCTION flag_fraud_trigger()
 RETURNS trigger AS $$
-import json, math
-from decimal import Decimal
+import math
 
+if "ml_prediction_failures" not in GD:              # shared helpers, once per session
+    plpy.execute("SELECT ml_prediction_failures_install()")
 kit = SD.get("kit")
 if kit is None:                                       # once per session, as in predict_purchase_trigger
-    class PredictionFailure(Exception):
-        def __init__(self, message, hint=None, sqlstate="55000"):
-            super().__init__(message)
-            self.hint, self.sqlstate = hint, sqlstate
+    failures = GD["ml_prediction_failures"]
+    PredictionFailure = failures.PredictionFailure
 
     def scorer_for(model_name, version, sha256):
         # (version, model, its feature list, the column of predict_proba that means "fraud")
@@ -638,18 +645,9 @@ if kit is None:                                       # once per session, as in 
             kit.scorers = {(model_name, version, sha256): (model, features, list(model.classes_).index(True))}
         return (version,) + kit.scorers[(model_name, version, sha256)]
 
-    def jsonable(value):                              # as to_jsonb() writes numbers
-        if isinstance(value, Decimal):
-            if not value.is_finite():
-                return str(value)
-            return int(value) if value == value.to_integral_value() else float(value)
-        if isinstance(value, float) and not math.isfinite(value):
-            return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[str(value)]
-        return value
-
     import types
     kit = SD["kit"] = types.SimpleNamespace(
-        PredictionFailure=PredictionFailure, scorer_for=scorer_for, jsonable=jsonable, scorers={},
+        failures=failures, scorer_for=scorer_for, scorers={},
         settings_plan=plpy.prepare(
             "SELECT s.model_name, s.on_failure, s.flag_threshold, m.version, v.model_sha256"
             "  FROM ml_prediction_settings s"
@@ -658,11 +656,8 @@ if kit is None:                                       # once per session, as in 
             " WHERE s.table_name = $1", ["text"]),
         load_plan=plpy.prepare("SELECT ml_load_model($1) AS version", ["text"]),
         features_plan=plpy.prepare(
-            "SELECT features FROM ml_model_versions WHERE model_name = $1 AND version = $2", ["text", "integer"]),
-        log_plan=plpy.prepare(
-            "INSERT INTO ml_prediction_errors (model_name, model_version, table_name, row_id, row_data, error, hint)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7)", ["text", "integer", "text", "bigint", "jsonb", "text", "text"]))
-PredictionFailure = kit.PredictionFailure
+            "SELECT features FROM ml_model_versions WHERE model_name = $1 AND version = $2", ["text", "integer"]))
+PredictionFailure = kit.failures.PredictionFailure
 
 new = TD["new"]
 found = kit.settings_plan.execute([TD["table_name"]])
@@ -703,27 +698,8 @@ try:
 except plpy.spiexceptions.QueryCanceled:
     raise
 except Exception as error:
-    if isinstance(error, PredictionFailure):
-        message, hint, sqlstate = str(error), error.hint, error.sqlstate
-    elif isinstance(error, plpy.SPIError):            # raised inside ml_load_model
-        message = str(error).removeprefix("plpy.Error: ")
-        hint = error.spidata[2] if getattr(error, "spidata", None) else None
-        sqlstate = getattr(error, "sqlstate", None) or "55000"     # e.g. P0002, XX001: sql/04's
-        if hint is None:                              # not one of its checks: unpickling itself failed
-            message = f"loading model {model_name!r} version {version} failed: {message}"
-            hint = f"Deploy a version that loads (notebook 07: SELECT ml_rollback('{model_name}');)."
-            sqlstate = "55000"
-    else:                                             # e.g. the unpickled object cannot predict
-        message = f"model {model_name!r} version {version} failed: {type(error).__name__}: {error}"
-        hint = f"Deploy a version that works (notebook 07: SELECT ml_rollback('{model_name}');)."
-        sqlstate = "55000"
-    if on_failure == "reject":
-        plpy.error(f"prediction required for {TD['table_name']} failed: {message}",
-                   detail=f"model {model_name!r} version {version}, row id {new.get('id')}",
-                   hint=hint or "Fix the model or the row, or set on_failure = 'log' in ml_prediction_settings.",
-                   sqlstate=sqlstate)
-    kit.log_plan.execute([model_name, version, TD["table_name"], new.get("id"),
-                          json.dumps({k: kit.jsonable(v) for k, v in new.items()}, default=str), message, hint])
+    message, hint, sqlstate = kit.failures.describe(error, model_name, version)
+    kit.failures.reject_or_log(on_failure, TD["table_name"], model_name, version, new, message, hint, sqlstate)
     new["fraud_probability"] = None                   # kept unscored: is_flagged NULL means "review by hand"
     new["is_flagged"] = None
     new["model_version"] = None
