@@ -17,6 +17,8 @@ url="http://127.0.0.1:$KIT_LAB_PORT/lab?token=$token"
 step "Starting JupyterLab on notebooks/ (Ctrl-C stops it)"
 printf '\n    Open this URL in your browser:\n\n        \033[1m%s\033[0m\n\n    Start with 00_setup_check.ipynb. Database: %s\n\n' "$url" "${DATABASE_URL:-$KIT_URL}" >&2
 cd "$KIT_ROOT/notebooks"
-exec "$VENV/bin/jupyter" lab --no-browser --ip=127.0.0.1 --port="$KIT_LAB_PORT" \
+extra=()
+(( EUID == 0 )) && extra+=(--allow-root)   # Jupyter refuses root unless told; containers and CI run as root
+exec "$VENV/bin/jupyter" lab "${extra[@]}" --no-browser --ip=127.0.0.1 --port="$KIT_LAB_PORT" \
     --IdentityProvider.token="$token" --ServerApp.root_dir="$KIT_ROOT/notebooks" \
     --MappingKernelManager.default_kernel_name=pg-ml-kit
