@@ -55,6 +55,15 @@ ENV
     fi
 }
 
+# The settings a hot standby must match or exceed, as the primary has them now.
+primary_limits() {
+    local name value
+    for name in max_connections max_worker_processes max_wal_senders max_prepared_transactions max_locks_per_transaction; do
+        value=$(superuser_psql -At -c "SHOW $name") || fail "Cannot read $name from the primary on port $KIT_PORT." "Start it first: make db."
+        echo "$name = $value"
+    done
+}
+
 replica_conf() {
     cat <<CONF
 # Written by scripts/replica.sh (pg-ml-kit); edits are overwritten.
@@ -64,8 +73,9 @@ unix_socket_directories = '$SOCKET_DIR'
 cluster_name = '$REPLICA_CLUSTER'
 # A standby answers read-only queries while it replays the primary's WAL.
 hot_standby = on
-# Must be >= the primary's values, or the standby refuses to start.
-max_connections = 100
+# Must be >= the primary's values, or the standby refuses to start (or, once running, pauses
+# replay until restarted): read from the primary itself, so a changed primary is followed.
+$(primary_limits)
 # A query on the standby that conflicts with replay (e.g. VACUUM removed rows it reads) waits up to
 # 30 s, then is cancelled. Short prediction queries never notice; hot_standby_feedback = on would
 # avoid the cancellations at the price of bloat on the primary.
@@ -124,6 +134,9 @@ SQL
 }
 
 write_config() {
+    local conf_file="$CONF_DIR/postgresql.conf" before=""
+    (( AS_ROOT )) || conf_file="$DATA_DIR/postgresql.conf"
+    [[ -f "$conf_file" ]] && before=$(cat "$conf_file")
     if (( AS_ROOT )); then
         mkdir -p "$CONF_DIR"
         replica_conf > "$CONF_DIR/postgresql.conf"
@@ -137,6 +150,11 @@ write_config() {
         replica_conf > "$DATA_DIR/postgresql.conf"
         replica_hba > "$DATA_DIR/pg_hba.conf"
         : > "$DATA_DIR/pg_ident.conf"
+    fi
+    if [[ -n "$before" && "$before" != "$(cat "$conf_file")" ]] && replica_running; then
+        step "Restarting the replica: its settings changed (e.g. the primary's limits)"
+        if (( AS_ROOT )); then pg_ctlcluster "$PG_MAJOR" "$REPLICA_CLUSTER" restart -m fast
+        else "$PG_BIN/pg_ctl" -D "$DATA_DIR" -m fast -w restart >/dev/null; fi
     fi
 }
 
