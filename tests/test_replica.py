@@ -46,6 +46,9 @@ def primary(conn, apply_sql):
     apply_sql("02_sample_data.sql", "04_training.sql", "05_prediction.sql", "10_compiled_models.sql")
     if conn.execute("SELECT count(purchase_amount) FROM customer_data").fetchone()[0] < 2000:   # labelled rows
         conn.execute("SELECT load_sample_customers(20000, 42)")
+    # This test's compiled function, left by an earlier run whose provenance rows a notebook reset removed.
+    if not conn.execute("SELECT 1 FROM ml_compiled_functions WHERE function_name = %s", [MODEL + "_sql"]).fetchone():
+        conn.execute(f"DROP FUNCTION IF EXISTS {MODEL}_sql(double precision, double precision, double precision)")
     return conn
 
 
