@@ -254,8 +254,12 @@ BEGIN
     v_signature := format('%s(%s)', p_function_name,
                           array_to_string(array_fill('double precision'::text, ARRAY[cardinality(v_features)]), ','));
     SELECT signature INTO v_old FROM ml_compiled_functions WHERE function_name = p_function_name;
+    -- The compiler's own output is recognised by its provenance row, or, if a reset of the registry
+    -- took that row away (TRUNCATE ... CASCADE), by the COMMENT it always writes on the function.
     IF v_old IS NULL AND EXISTS (SELECT FROM pg_proc WHERE proname = p_function_name
-                                    AND pronamespace = current_schema()::regnamespace) THEN
+                                    AND pronamespace = current_schema()::regnamespace
+                                    AND coalesce(obj_description(oid, 'pg_proc'), '')
+                                        NOT LIKE 'Compiled by ml_deploy_compiled %') THEN
         RAISE EXCEPTION 'a function named % exists and was not created by ml_deploy_compiled', p_function_name
             USING HINT = 'Pick another name: the compiler never replaces a function it did not write.',
                   ERRCODE = '42723';                                       -- duplicate_function
