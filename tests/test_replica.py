@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -21,10 +21,7 @@ MODEL = "test_replica_model"
 
 def replica_url() -> str:
     """DATABASE_URL with the replica's port: same database, same role (replicated with everything else)."""
-    parts = urlsplit(pgmlkit.database_url())
-    host = parts.netloc.rsplit("@", 1)
-    netloc = (host[0] + "@" if len(host) == 2 else "") + f"{parts.hostname}:{REPLICA_PORT}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    return pgmlkit.database_url(port=REPLICA_PORT)
 
 
 @pytest.fixture(scope="module")

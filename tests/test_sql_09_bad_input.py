@@ -9,7 +9,6 @@ before and after: none is lost, and the backend survives every case.
 from __future__ import annotations
 
 import pickle
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import psycopg
@@ -23,9 +22,8 @@ FILES = ("02_sample_data.sql", "04_training.sql", "05_prediction.sql", "06_trigg
 
 
 def role_url(user: str) -> str:
-    parts = urlsplit(pgmlkit.database_url())
-    netloc = f"{user}:{user}@{parts.hostname or 'localhost'}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """DATABASE_URL as a demo login role (its password is its name)."""
+    return pgmlkit.database_url(user=user, password=user)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -24,9 +24,8 @@ INSERT = "INSERT INTO customer_data (age, income, credit_score) VALUES (%s, %s, 
 
 
 def role_url(user: str) -> str:
-    parts = urlsplit(pgmlkit.database_url())
-    netloc = f"{user}:{user}@{parts.hostname or 'localhost'}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """DATABASE_URL as a demo login role (its password is its name)."""
+    return pgmlkit.database_url(user=user, password=user)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pickle
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -23,11 +22,8 @@ PLANTED = "test09_planted"
 
 
 def role_url(user: str) -> str:
-    """DATABASE_URL with the demo login role's name and (demo) password."""
-    parts = urlsplit(pgmlkit.database_url())
-    host = parts.hostname or "localhost"
-    netloc = f"{user}:{user}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """DATABASE_URL as a demo login role (its password is its name)."""
+    return pgmlkit.database_url(user=user, password=user)
 
 
 def forget(conn, prefix="test09_"):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 KIT_ROOT = Path(__file__).resolve().parents[2]
 SQL_DIR = KIT_ROOT / "sql"
@@ -20,12 +21,25 @@ def kit_settings() -> dict[str, str]:
     return settings
 
 
-def database_url() -> str:
-    """DATABASE_URL if set, else the kit's own database on the kit's port."""
+def database_url(*, user: str | None = None, password: str | None = None, port: int | None = None) -> str:
+    """DATABASE_URL if set, else the kit's own database on the kit's port.
+
+    user/password/port give the same database as another role (notebook 09's demo logins) or on
+    another server (the read replica of notebook 10).
+    """
     if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
-    s = kit_settings()
-    return f"postgresql://{s['KIT_USER']}:{s['KIT_PASSWORD']}@localhost:{s['KIT_PORT']}/{s['KIT_DB']}"
+        url = os.environ["DATABASE_URL"]
+    else:
+        s = kit_settings()
+        url = f"postgresql://{s['KIT_USER']}:{s['KIT_PASSWORD']}@localhost:{s['KIT_PORT']}/{s['KIT_DB']}"
+    if user is None and password is None and port is None:
+        return url
+    parts = urlsplit(url)
+    user = parts.username if user is None else user
+    password = parts.password if password is None else password
+    credentials = (user or "") + (f":{password}" if password else "") + ("@" if user else "")
+    port = parts.port if port is None else port
+    return urlunsplit(parts._replace(netloc=f"{credentials}{parts.hostname or 'localhost'}" + (f":{port}" if port else "")))
 
 
 def sqlalchemy_url() -> str:
