@@ -30,8 +30,10 @@ SITE_PACKAGES="$SERVER_VENV/lib/python$PYTHON_MINOR/site-packages"
 # Run psql as the cluster's superuser, over the unix socket.
 superuser_psql() {
     if (( AS_ROOT )); then
-        PGOPTIONS='-c client_min_messages=warning' \
-            runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$KIT_PORT" "$@"
+        # From /, and with files passed on stdin: the postgres user may not enter the kit's folder
+        # (a clone under a private directory such as mktemp -d).
+        (cd / && PGOPTIONS='-c client_min_messages=warning' \
+            runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$KIT_PORT" "$@")
     else
         PGOPTIONS='-c client_min_messages=warning' \
             psql -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$KIT_PORT" -d postgres "$@"
@@ -209,7 +211,7 @@ restart_cluster() {
 bootstrap() {
     step "Creating role '$KIT_USER', database '$KIT_DB' and extension plpython3u (superuser step)"
     superuser_psql -d postgres -v kit_user="$KIT_USER" -v kit_password="$KIT_PASSWORD" -v kit_db="$KIT_DB" \
-        -f "$KIT_ROOT/scripts/bootstrap.sql" >&2
+        -f - < "$KIT_ROOT/scripts/bootstrap.sql" >&2
 }
 
 case "${1:-up}" in

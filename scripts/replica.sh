@@ -24,8 +24,8 @@ if [[ $EUID -eq 0 ]]; then
     PRIMARY_ENV="/etc/postgresql/$PG_MAJOR/$KIT_CLUSTER/environment"
     SOCKET_DIR=/var/run/postgresql
     LOG="/var/log/postgresql/postgresql-$PG_MAJOR-$REPLICA_CLUSTER.log"
-    as_owner() { runuser -u postgres -- "$@"; }
-    superuser_psql() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$KIT_PORT" -d postgres "$@"; }
+    as_owner() { (cd / && runuser -u postgres -- "$@"); }   # from /: postgres may not enter the kit folder
+    superuser_psql() { (cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$KIT_PORT" -d postgres "$@"); }
 else
     AS_ROOT=0
     DATA_DIR="$KIT_ROOT/.kit/$REPLICA_CLUSTER"
