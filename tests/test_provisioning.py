@@ -175,8 +175,10 @@ def cluster_without_server_packages():
     data, port = work / "data", free_port()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"LC_ALL": "C.UTF-8"}
 
-    def owner(*command: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([*as_owner, *command], env=env, capture_output=True, text=True, timeout=120)
+    def owner(*command: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
+        # cwd=/ and SQL on stdin: the postgres user may not enter the clone (root's home, mktemp -d).
+        result = subprocess.run([*as_owner, *command], env=env, capture_output=True, text=True, timeout=120,
+                                cwd="/", input=stdin)
         assert result.returncode == 0 or not check, f"{command[0]} failed: {result.stdout}{result.stderr}"
         return result
 
@@ -187,7 +189,7 @@ def cluster_without_server_packages():
               "-o", f"-p {port} -k {work} -c listen_addresses=localhost")
         owner(str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(work), "-p", str(port), "-d", "postgres",
               "-v", f"kit_user={KIT['KIT_USER']}", "-v", f"kit_password={KIT['KIT_PASSWORD']}",
-              "-v", f"kit_db={KIT['KIT_DB']}", "-f", str(ROOT / "scripts/bootstrap.sql"))
+              "-v", f"kit_db={KIT['KIT_DB']}", "-f", "-", stdin=(ROOT / "scripts/bootstrap.sql").read_text())
         yield f"postgresql://{KIT['KIT_USER']}:{KIT['KIT_PASSWORD']}@localhost:{port}/{KIT['KIT_DB']}"
     finally:
         owner(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop", check=False)

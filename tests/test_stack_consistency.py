@@ -237,7 +237,8 @@ def check_same_superuser_step(root: Path) -> None:
     script = (root / "docker/postgres/initdb.sh").read_text()
     native = (root / "scripts/native_db.sh").read_text()
     assert f"-f {bootstrap}" in script, f"docker/postgres/initdb.sh does not run {bootstrap} (= scripts/bootstrap.sql)"
-    assert '-f "$KIT_ROOT/scripts/bootstrap.sql"' in native
+    # native: on stdin, because the postgres user may not be able to read the clone
+    assert '-f - < "$KIT_ROOT/scripts/bootstrap.sql"' in native
     sql = (root / "scripts/bootstrap.sql").read_text()
     for var in ("kit_user", "kit_password", "kit_db"):
         assert f":'{var}'" in sql or f":{var}" in sql, f"bootstrap.sql no longer uses {var}"
