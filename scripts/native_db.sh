@@ -14,13 +14,15 @@ PACKAGES=("postgresql-$PG_MAJOR" "postgresql-plpython3-$PG_MAJOR" "postgresql-$P
 
 if [[ $EUID -eq 0 ]]; then
     AS_ROOT=1
-    SERVER_VENV="/var/lib/pg-ml-kit/server-venv-py$PYTHON_MINOR"   # readable by the postgres user
+    # One per cluster (readable by the postgres user), so a second cluster — CI's own, say — never
+    # shares or overwrites the packages of yours, and destroy removes exactly what up made.
+    SERVER_VENV="/var/lib/pg-ml-kit/$KIT_CLUSTER/server-venv-py$PYTHON_MINOR"
     CONF_DIR="/etc/postgresql/$PG_MAJOR/$KIT_CLUSTER"
     SOCKET_DIR=/var/run/postgresql
 else
     AS_ROOT=0
     KIT_HOME="$KIT_ROOT/.kit"
-    SERVER_VENV="$KIT_HOME/server-venv-py$PYTHON_MINOR"
+    SERVER_VENV="$KIT_HOME/$KIT_CLUSTER-server-venv-py$PYTHON_MINOR"
     PGDATA="$KIT_HOME/$KIT_CLUSTER"        # one folder per cluster name, as pg_createcluster does for root
     PG_LOG="$KIT_HOME/$KIT_CLUSTER.log"
     SOCKET_DIR="/tmp/pg-ml-kit-$(id -u)"   # short path: unix socket paths are limited to 107 bytes
@@ -92,6 +94,25 @@ ensure_server_venv() {
     chmod -R a+rX "$SERVER_VENV"
 }
 
+# The kit's server-side library (src/pgmlkit_server), copied — not linked — into the venv: the
+# postgres user may not be able to read the clone. The copy carries the pin file it was installed
+# with, so the library can report a server whose packages drifted from it.
+ensure_server_library() {
+    local source="$KIT_ROOT/src/pgmlkit_server" target="$SITE_PACKAGES/pgmlkit_server" stamp
+    stamp=$( (cd "$KIT_ROOT" && find src/pgmlkit_server -name '*.py' -print0 | sort -z | xargs -0 cat; cat requirements/server.txt) | sha256sum | cut -d' ' -f1)
+    if [[ -f "$target/.kit-stamp" && "$(cat "$target/.kit-stamp")" == "$stamp" ]]; then
+        info "server-side library pgmlkit_server matches src/pgmlkit_server"
+        return
+    fi
+    step "Installing the kit's server-side library src/pgmlkit_server into $SITE_PACKAGES"
+    rm -rf "$target"
+    mkdir -p "$target"
+    (cd "$source" && find . -name '*.py' -exec cp --parents {} "$target/" \;)
+    cp "$KIT_ROOT/requirements/server.txt" "$target/pins.txt"
+    echo "$stamp" > "$target/.kit-stamp"
+    chmod -R a+rX "$target"
+}
+
 # Settings shared by both modes. Threads: one BLAS thread per backend, because PostgreSQL already
 # runs one process per connection and a thread pool per backend oversubscribes the cores.
 kit_conf() {
@@ -129,17 +150,22 @@ fail_if_port_taken() {
     fi
 }
 
-ensure_cluster_root() {
-    if ! pg_lsclusters -h | awk '{print $1"/"$2}' | grep -qx "$PG_MAJOR/$KIT_CLUSTER"; then
-        fail_if_port_taken
-        step "Creating PostgreSQL $PG_MAJOR cluster '$KIT_CLUSTER' (owner: postgres) on port $KIT_PORT"
-        pg_createcluster "$PG_MAJOR" "$KIT_CLUSTER" -p "$KIT_PORT" -- \
-            --auth-local=peer --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 >&2
-    else
-        # Nothing is rewritten or restarted before we know KIT_PORT is free (or already ours).
+# Nothing is created, built, rewritten or restarted before we know KIT_PORT is free (or already ours).
+check_port_before_changes() {
+    if (( AS_ROOT )); then
         local current_port status
         read -r current_port status < <(pg_lsclusters -h | awk -v v="$PG_MAJOR" -v c="$KIT_CLUSTER" '$1==v && $2==c {print $3, $4}')
         if [[ "$current_port" != "$KIT_PORT" || "$status" != online* ]]; then fail_if_port_taken; fi
+    elif ! cluster_running || [[ "$(sed -n 4p "$PGDATA/postmaster.pid")" != "$KIT_PORT" ]]; then
+        fail_if_port_taken
+    fi
+}
+
+ensure_cluster_root() {
+    if ! pg_lsclusters -h | awk '{print $1"/"$2}' | grep -qx "$PG_MAJOR/$KIT_CLUSTER"; then
+        step "Creating PostgreSQL $PG_MAJOR cluster '$KIT_CLUSTER' (owner: postgres) on port $KIT_PORT"
+        pg_createcluster "$PG_MAJOR" "$KIT_CLUSTER" -p "$KIT_PORT" -- \
+            --auth-local=peer --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 >&2
     fi
     local changed=0
     mkdir -p "$CONF_DIR/conf.d"
@@ -162,10 +188,6 @@ ENV
 }
 
 ensure_cluster_user() {
-    # Nothing is created, rewritten or stopped before we know KIT_PORT is free (or already ours).
-    if ! cluster_running || [[ "$(sed -n 4p "$PGDATA/postmaster.pid")" != "$KIT_PORT" ]]; then
-        fail_if_port_taken
-    fi
     if [[ ! -f "$PGDATA/PG_VERSION" ]]; then
         step "Creating a PostgreSQL $PG_MAJOR cluster in $PGDATA (runs as $(id -un))"
         mkdir -p "$KIT_HOME"
@@ -218,7 +240,9 @@ case "${1:-up}" in
     up)
         ensure_packages
         check_server_python
+        check_port_before_changes
         ensure_server_venv
+        ensure_server_library
         if (( AS_ROOT )); then ensure_cluster_root; else ensure_cluster_user; fi
         bootstrap
         ;;
@@ -250,6 +274,7 @@ case "${1:-up}" in
             rm -rf "$PGDATA" "$PG_LOG" "$KIT_HOME/$KIT_CLUSTER-initdb.log"
         fi
         rm -rf "$SERVER_VENV"
+        (( AS_ROOT )) && rmdir "/var/lib/pg-ml-kit/$KIT_CLUSTER" 2>/dev/null || true
         ;;
     *) echo "usage: $0 up|stop|reset|status|destroy" >&2; exit 2 ;;
 esac

@@ -47,7 +47,7 @@ server_env() {
         grep -E '^[A-Z_]+ *= *' "$PRIMARY_ENV"
     else
         cat <<ENV
-PYTHONPATH = '$KIT_ROOT/.kit/server-venv-py$PYTHON_MINOR/lib/python$PYTHON_MINOR/site-packages'
+PYTHONPATH = '$KIT_ROOT/.kit/$KIT_CLUSTER-server-venv-py$PYTHON_MINOR/lib/python$PYTHON_MINOR/site-packages'
 OPENBLAS_NUM_THREADS = '1'
 OMP_NUM_THREADS = '1'
 MKL_NUM_THREADS = '1'

@@ -71,8 +71,9 @@ def docker_engine_answers() -> bool:
 
 def server_venv() -> Path:
     """Where scripts/native_db.sh keeps the server-side environment for this user."""
-    base = Path("/var/lib/pg-ml-kit") if AS_ROOT else ROOT / ".kit"
-    return base / f"server-venv-py{KIT['PYTHON_MINOR']}"
+    if AS_ROOT:
+        return Path("/var/lib/pg-ml-kit") / KIT["KIT_CLUSTER"] / f"server-venv-py{KIT['PYTHON_MINOR']}"
+    return ROOT / ".kit" / f"{KIT['KIT_CLUSTER']}-server-venv-py{KIT['PYTHON_MINOR']}"
 
 
 needs_native = pytest.mark.skipif(

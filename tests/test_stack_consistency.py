@@ -83,9 +83,9 @@ def copies(instrs) -> list[tuple[list[str], str]]:
     return out
 
 
-def copy_destination(instrs, source: str) -> str:
-    """Where COPY puts `source` (a destination ending in / keeps the file name)."""
-    for sources, dest in copies(instrs):
+def copy_destination(instrs, source: str, last: bool = False) -> str:
+    """Where (the first, or the last) COPY puts `source` (a destination ending in / keeps the file name)."""
+    for sources, dest in (reversed(copies(instrs)) if last else copies(instrs)):
         if source in sources:
             return dest + Path(source).name if dest.endswith("/") else dest
     raise AssertionError(f"the Dockerfile does not COPY {source}")
@@ -199,6 +199,21 @@ def check_server_packages_from_pin_file(root: Path) -> None:
         "PYTHONPATH must be the server venv's site-packages"
     native = (root / "scripts/native_db.sh").read_text()
     assert '-r "$KIT_ROOT/requirements/server.txt"' in native, "the native path must install the same pin file"
+
+
+def check_server_library(root: Path) -> None:
+    """Both paths put src/pgmlkit_server on PL/Python's path with the pin file it goes with, as pins.txt."""
+    instrs = pg_dockerfile(root)
+    site = "/opt/pg-ml-kit/server-venv/lib/python${PYTHON_MINOR}/site-packages"
+    assert copy_destination(instrs, "src/pgmlkit_server") == f"{site}/pgmlkit_server", \
+        "docker/postgres/Dockerfile must copy src/pgmlkit_server into the server venv's site-packages"
+    assert copy_destination(instrs, "requirements/server.txt", last=True) == f"{site}/pgmlkit_server/pins.txt", \
+        "docker/postgres/Dockerfile must stamp pgmlkit_server with requirements/server.txt as pins.txt"
+    native = (root / "scripts/native_db.sh").read_text()
+    assert 'source="$KIT_ROOT/src/pgmlkit_server" target="$SITE_PACKAGES/pgmlkit_server"' in native, \
+        "scripts/native_db.sh must install src/pgmlkit_server into the server venv"
+    assert 'cp "$KIT_ROOT/requirements/server.txt" "$target/pins.txt"' in native, \
+        "scripts/native_db.sh must stamp pgmlkit_server with requirements/server.txt"
 
 
 def check_thread_settings(root: Path) -> None:
@@ -353,7 +368,7 @@ def check_build_context_filters(root: Path) -> None:
                     f"{source} is filtered out of the build context by docker/{name}/Dockerfile.dockerignore"
 
 
-CHECKS = [check_postgres_base_image, check_postgres_packages, check_server_packages_from_pin_file,
+CHECKS = [check_postgres_base_image, check_postgres_packages, check_server_packages_from_pin_file, check_server_library,
           check_thread_settings, check_server_settings, check_same_superuser_step, check_lab_image, check_compose,
           check_environment_yml, check_build_context_filters]
 
@@ -367,6 +382,8 @@ def test_stack_is_consistent(check):
 
 # (check, file, text in the real file, replacement): a realistic drift each check must catch.
 MUTATIONS = [
+    (check_server_library, "docker/postgres/Dockerfile", "site-packages/pgmlkit_server/pins.txt", "site-packages/pgmlkit_server/PINS"),
+    (check_server_library, "scripts/native_db.sh", '"$target/pins.txt"', '"$target/other.txt"'),
     (check_postgres_base_image, "docker/postgres/Dockerfile", "postgres:15.18-bookworm", "postgres:16.4-bookworm"),
     (check_postgres_base_image, "kit.env", "PG_MAJOR=15", "PG_MAJOR=16"),
     (check_postgres_base_image, "kit.env", "PYTHON_MINOR=3.11", "PYTHON_MINOR=3.12"),
@@ -419,8 +436,8 @@ def pristine(tmp_path_factory) -> Path:
     copy = tmp_path_factory.mktemp("stack")
     for name in ("kit.env", "environment.yml"):
         shutil.copy(ROOT / name, copy / name)
-    for folder in ("requirements", "scripts", "docker"):
-        shutil.copytree(ROOT / folder, copy / folder)
+    for folder in ("requirements", "scripts", "docker", "src/pgmlkit_server"):
+        shutil.copytree(ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
     for check in CHECKS:
         check(copy)   # the copy is as consistent as the repository
     return copy
