@@ -5,19 +5,22 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help lab test db db-stop db-reset db-destroy venv check bench slides html navigation replica replica-stop clean
+.PHONY: help lab test test-isolated db db-stop db-reset db-destroy venv check bench slides html navigation replica replica-stop clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 lab: db venv  ## provision everything, then start JupyterLab on notebooks/
 	@scripts/lab.sh
 
 test: db venv  ## provision everything, then run the SQL tests and every notebook under nbval
 	$(PY) -m pgmlkit.check
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=10
 	$(PY) -m pgmlkit.bench --quick --output build/bench-quick.json
 	scripts/test_notebooks.sh
+
+test-isolated: db venv  ## each test module alone on a freshly reset database (no test leans on another's rows)
+	scripts/test_isolated.sh
 
 db:  ## start the database only; the last line printed is its URL
 	@scripts/db.sh up
@@ -28,7 +31,7 @@ db-stop:  ## stop the database
 db-reset:  ## drop and recreate the workshop database (start the course over)
 	@scripts/db.sh reset
 
-db-destroy:  ## remove the kit's cluster/container and its server-side packages
+db-destroy:  ## remove the kit's cluster/container, its read replica and its server-side packages
 	@scripts/db.sh destroy
 
 venv:  ## the client environment (.venv + the pg-ml-kit Jupyter kernel)

@@ -47,7 +47,13 @@ case "${1:-up}" in
         ;;
     stop|reset|destroy)
         case "$backend" in
-            native) "$KIT_ROOT/scripts/native_db.sh" "$1" ;;
+            native)
+                # The replica goes first: without its primary it would be left running, streaming nothing.
+                if [[ "$1" == destroy ]]; then "$KIT_ROOT/scripts/replica.sh" destroy; fi
+                "$KIT_ROOT/scripts/native_db.sh" "$1"
+                # A replica that exists follows the reset primary (or is rebuilt): never stale.
+                if [[ "$1" == reset ]] && "$KIT_ROOT/scripts/replica.sh" exists; then "$KIT_ROOT/scripts/replica.sh" up >/dev/null; fi
+                ;;
             docker) "$KIT_ROOT/scripts/docker_db.sh" "$1" ;;
             external) fail "KIT_BACKEND=external: the kit does not manage that server." "Use your own tools for $url." ;;
         esac

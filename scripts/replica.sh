@@ -7,7 +7,7 @@
 #   ordinary user -> .kit/$REPLICA_CLUSTER, run as you, next to the primary of scripts/native_db.sh
 # The primary is never restarted or reconfigured: its defaults (wal_level = replica, 10 WAL senders)
 # and its pg_hba line for replication from 127.0.0.1 are all streaming replication needs.
-# Usage: replica.sh up | stop | status | destroy        (REPLICA_PORT, default 5500)
+# Usage: replica.sh up | stop | status | exists | destroy        (REPLICA_PORT, default 5500)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -175,34 +175,63 @@ start_replica() {
     fi
 }
 
+# The primary this replica was copied from, by its system identifier: a primary that was destroyed
+# and created again has a new one, and a copy of the old one can never stream from it.
+copied_from_this_primary() {
+    local primary replica
+    primary=$(superuser_psql -At -c "SELECT system_identifier FROM pg_control_system()") || return 1
+    replica=$(as_owner "$PG_BIN/pg_controldata" "$DATA_DIR" | awk -F': *' '/^Database system identifier/ {print $2}')
+    [[ -n "$primary" && "$primary" == "$replica" ]]
+}
+
+remove_replica_data() {
+    if replica_running; then
+        if (( AS_ROOT )); then pg_ctlcluster "$PG_MAJOR" "$REPLICA_CLUSTER" stop -m fast
+        else "$PG_BIN/pg_ctl" -D "$DATA_DIR" -m fast stop >/dev/null; fi
+    fi
+    as_owner rm -rf "$DATA_DIR"
+}
+
+streaming() {
+    [[ "$(PGPASSWORD="$KIT_PASSWORD" psql -XAtq -h 127.0.0.1 -p "$REPLICA_PORT" -U "$KIT_USER" -d "$KIT_DB" \
+          -c "SELECT status FROM pg_stat_wal_receiver" 2>/dev/null)" == streaming ]]
+}
+
 wait_for_streaming() {
     local i
     for i in $(seq 1 60); do
-        if [[ "$(PGPASSWORD="$KIT_PASSWORD" psql -XAtq -h 127.0.0.1 -p "$REPLICA_PORT" -U "$KIT_USER" -d "$KIT_DB" \
-                 -c "SELECT status FROM pg_stat_wal_receiver" 2>/dev/null)" == streaming ]]; then
+        if streaming; then
             info "streaming from the primary on port $KIT_PORT; read-only queries: postgresql://$KIT_USER:***@localhost:$REPLICA_PORT/$KIT_DB"
             return 0
         fi
         sleep 0.5
     done
-    fail "The replica started but does not stream from the primary." "Read $LOG (a missing WAL segment means: scripts/replica.sh destroy, then up)."
+    return 1
 }
 
 case "${1:-up}" in
     up)
-        if ! replica_exists; then
-            create_replica
-        elif ! primary_up; then
+        if replica_exists && ! primary_up; then
             fail "The kit's primary PostgreSQL does not answer on port $KIT_PORT." "Start it first: make db."
         fi
-        write_config
-        if replica_running; then
-            info "the replica is already running on port $REPLICA_PORT"
-        else
-            start_replica
+        if replica_exists && ! copied_from_this_primary; then
+            step "The replica is a copy of an earlier primary (the cluster was destroyed and made again): rebuilding it"
+            remove_replica_data
         fi
-        wait_for_streaming
+        for attempt in first repair; do
+            replica_exists || create_replica
+            write_config
+            if replica_running; then info "the replica is already running on port $REPLICA_PORT"; else start_replica; fi
+            if wait_for_streaming; then break; fi
+            [[ "$attempt" == first ]] || fail "The replica was rebuilt but still does not stream from the primary." "Read $LOG for the reason."
+            # e.g. the WAL it needs is gone: a fresh copy is the repair (the primary's data is untouched).
+            step "The replica does not stream from the primary (log: $LOG): rebuilding it from a fresh copy"
+            remove_replica_data
+        done
         echo "postgresql://$KIT_USER:$KIT_PASSWORD@localhost:$REPLICA_PORT/$KIT_DB"
+        ;;
+    exists)
+        replica_exists
         ;;
     stop)
         if replica_running; then
@@ -241,5 +270,5 @@ case "${1:-up}" in
             info "the primary is down: drop slot '$SLOT' and role '$REPLICATION_ROLE' on it later (make replica-destroy again)"
         fi
         ;;
-    *) echo "usage: $0 up|stop|status|destroy" >&2; exit 2 ;;
+    *) echo "usage: $0 up|stop|status|exists|destroy" >&2; exit 2 ;;
 esac

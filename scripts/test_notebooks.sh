@@ -9,7 +9,7 @@ source "$(dirname "$0")/common.sh"
 cd "$KIT_ROOT"
 PY=.venv/bin/python
 mkdir -p build
-NBVAL=(--nbval --nbval-kernel-name pg-ml-kit --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider -q)
+NBVAL=(--nbval --nbval-kernel-name pg-ml-kit --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider -p no:randomly -q)
 
 notebooks=("$@")
 (( ${#notebooks[@]} )) || notebooks=(notebooks/[0-9][0-9]_*.ipynb)

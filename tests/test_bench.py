@@ -118,7 +118,15 @@ def test_a_missing_function_stops_the_run_and_names_its_file(conn):
         conn.execute("DROP SCHEMA bench_test_empty")
 
 
-def test_per_row_shape_runs_the_expression_exactly_n_times(conn):
+@pytest.fixture(scope="module")
+def bench_schema():
+    """The sql/ files the harness calls, applied here: this module creates what it uses."""
+    with pgmlkit.connect() as conn:
+        for name in bench.SQL_FILES:
+            pgmlkit.run_sql_file(name, conn)
+
+
+def test_per_row_shape_runs_the_expression_exactly_n_times(bench_schema, conn):
     conn.execute("SELECT load_sample_customers(50, 1)")
     assert conn.execute(bench.per_row_sql("1"), [7]).fetchone()[0] == 7
     assert conn.execute(bench.batch_sql("array_agg(age)"), [7]).fetchone()[0] == conn.execute(
@@ -133,11 +141,10 @@ TINY = dataclasses.replace(
 
 
 @pytest.fixture(scope="module")
-def tiny_run():
+def tiny_run(bench_schema):
     """One complete run of the harness at tiny sizes (about a minute: most of it is cold starts)."""
     lines = []
     with pgmlkit.connect() as conn:
-        pgmlkit.run_sql_file("06_triggers.sql", conn)
         conn.execute("SELECT use_prediction_trigger('statement')")      # a mode the run must restore
         bench.configure_session(conn)
         b = bench.Bench(conn, TINY, quick=True, log=lines.append)
