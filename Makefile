@@ -15,8 +15,8 @@ lab: db venv  ## provision everything, then start JupyterLab on notebooks/
 
 test: db venv  ## provision everything, then run the SQL tests and every notebook under nbval
 	$(PY) -m pgmlkit.check
-	$(PY) -m pytest tests --durations=10
-	$(PY) -m pgmlkit.bench --quick --output build/bench-quick.json
+	$(PY) -m pytest tests -m "not notebook_run" --durations=10
+	scripts/bench.sh --quick --output build/bench-quick.json
 	scripts/test_notebooks.sh
 
 test-isolated: db venv  ## each test module alone on a freshly reset database (no test leans on another's rows)
@@ -38,7 +38,7 @@ venv:  ## the client environment (.venv + the pg-ml-kit Jupyter kernel)
 	@scripts/client_env.sh
 
 bench: db venv  ## measure the talk's trade-offs on this machine -> build/bench.json (QUICK=1: a minute or few)
-	$(PY) -m pgmlkit.bench $(if $(QUICK),--quick) --output build/bench.json
+	scripts/bench.sh $(if $(QUICK),--quick) --output build/bench.json
 
 check: db venv  ## the setup check of notebook 00, in the terminal
 	@$(PY) -m pgmlkit.check

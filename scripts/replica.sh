@@ -199,7 +199,7 @@ streaming() {
 
 wait_for_streaming() {
     local i
-    for i in $(seq 1 60); do
+    for i in $(seq 1 $(( ${REPLICA_STREAM_TIMEOUT:-30} * 2 ))); do
         if streaming; then
             info "streaming from the primary on port $KIT_PORT; read-only queries: postgresql://$KIT_USER:***@localhost:$REPLICA_PORT/$KIT_DB"
             return 0

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Every notebook, under nbval (stored outputs checked), the way attendees use them:
 #   1. alone, on a freshly reset workshop database ("stands alone"),
-#   2. a second time on the same database ("idempotent").
-# (tests/test_exercises.py runs them once more, in order, with every solution filled in.)
-# Usage: scripts/test_notebooks.sh [notebooks/NN_*.ipynb ...]
+#   2. a second time on the same database ("idempotent"),
+#   3. once more with every exercise's solution filled in (tests/test_exercises.py), whose checks must pass.
+# Two lanes run at once, each on a database of its own in the kit's cluster, so the two cores are
+# both busy. Notebooks that need the cluster to themselves (pg_cron's scheduler lives in the kit's
+# own database, and its reset restarts the server) run first, alone.
+# Usage: scripts/test_notebooks.sh [notebooks/NN_*.ipynb ...]   (named notebooks: one lane, in order)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$KIT_ROOT"
@@ -11,22 +14,80 @@ PY=.venv/bin/python
 mkdir -p build
 NBVAL=(--nbval --nbval-kernel-name pg-ml-kit --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider -p no:randomly -q)
 
-notebooks=("$@")
-(( ${#notebooks[@]} )) || notebooks=(notebooks/[0-9][0-9]_*.ipynb)
-failed=()
-for notebook in "${notebooks[@]}"; do
-    step "$(basename "$notebook"): fresh database, then a second run"
-    scripts/db.sh reset >/dev/null 2>&1 || fail "could not reset the workshop database before $notebook" "make db-reset shows why"
+ALONE=(notebooks/07_retraining.ipynb)                 # pg_cron: its database must be reset with a restart
+# Lane 1 uses the kit's own database (notebook 00 shows its name). Lane 2 gets its own. Notebooks
+# that create cluster-wide roles (01's demo role, 09's least-privilege roles) share a lane, so no two
+# runs create or drop the same role at once. Balanced by measured run time.
+LANE1=(notebooks/00_setup_check.ipynb notebooks/01_plpython_basics.ipynb notebooks/09_production_checklist.ipynb
+       notebooks/04_training.ipynb notebooks/06_triggers.ipynb)
+LANE2=(notebooks/08_tradeoffs.ipynb notebooks/05_prediction.ipynb notebooks/10_compiled_and_replicas.ipynb
+       notebooks/02_sample_data.ipynb notebooks/03_serialisation.ipynb)
+
+# run_notebook NOTEBOOK: reset, fresh, again, solutions. Prints one line per run; returns non-zero on a failure.
+run_notebook() {
+    local notebook="$1" name status=0 run log
+    name=$(basename "$notebook" .ipynb)
+    if ! scripts/db.sh reset >"build/nbval-$name-reset.log" 2>&1; then
+        tail -20 "build/nbval-$name-reset.log" >&2
+        echo "FAILED $name (reset of $KIT_DB)"; return 1
+    fi
     for run in fresh again; do
-        if ! "$PY" -m pytest "${NBVAL[@]}" "$notebook" > "build/nbval-$(basename "$notebook" .ipynb)-$run.log" 2>&1; then
-            tail -40 "build/nbval-$(basename "$notebook" .ipynb)-$run.log" >&2
-            failed+=("$(basename "$notebook") ($run)")
+        log="build/nbval-$name-$run.log"
+        if "$PY" -m pytest "${NBVAL[@]}" "$notebook" >"$log" 2>&1; then
+            echo "    $name $run [$KIT_DB]: $(tail -1 "$log")"
         else
-            info "$run: $(tail -1 "build/nbval-$(basename "$notebook" .ipynb)-$run.log")"
+            tail -40 "$log" >&2; echo "FAILED $name ($run)"; status=1
         fi
     done
-done
-total=$(( ${#notebooks[@]} * 2 ))
+    if grep -q '"exercise-answer"' "$notebook"; then
+        log="build/nbval-$name-solutions.log"
+        if "$PY" -m pytest -p no:cacheprovider -p no:randomly -q tests/test_exercises.py \
+                -k "test_solutions_pass_their_checks and $name" >"$log" 2>&1; then
+            echo "    $name solutions [$KIT_DB]: $(tail -1 "$log")"
+        else
+            tail -40 "$log" >&2; echo "FAILED $name (solutions)"; status=1
+        fi
+    fi
+    return "$status"
+}
+
+# run_lane DATABASE NOTEBOOK...: the notebooks in order, on one database; one log line per run.
+run_lane() {
+    local database="$1" notebook status=0; shift
+    for notebook in "$@"; do
+        KIT_DB="$database" KIT_RESET_WITHOUT_RESTART="${LANE_NO_RESTART:-0}" run_notebook "$notebook" || status=1
+    done
+    return "$status"
+}
+
+results="build/notebooks-results.log"
+: > "$results"
+started=$SECONDS
+if (( $# )); then
+    step "$# notebook(s), each on a fresh database, twice, then with its solutions"
+    run_lane "$KIT_DB" "$@" | tee -a "$results" || true
+    count=$#
+else
+    step "${ALONE[*]##*/}: alone (fresh database, twice, then with its solutions)"
+    run_lane "$KIT_DB" "${ALONE[@]}" | tee -a "$results" || true
+    step "the other notebooks in two lanes at once: $KIT_DB and ${KIT_DB}_lane2"
+    LANE_NO_RESTART=1 run_lane "$KIT_DB" "${LANE1[@]}" > build/notebooks-lane1.log 2>&1 &
+    lane1=$!
+    LANE_NO_RESTART=1 run_lane "${KIT_DB}_lane2" "${LANE2[@]}" > build/notebooks-lane2.log 2>&1 &
+    lane2=$!
+    wait "$lane1" || true
+    wait "$lane2" || true
+    cat build/notebooks-lane1.log build/notebooks-lane2.log | tee -a "$results"
+    count=$(( ${#ALONE[@]} + ${#LANE1[@]} + ${#LANE2[@]} ))
+    all=(notebooks/[0-9][0-9]_*.ipynb)
+    (( count == ${#all[@]} )) || fail "scripts/test_notebooks.sh runs $count notebooks but notebooks/ has ${#all[@]}." \
+        "Add the new notebook to ALONE, LANE1 or LANE2 in scripts/test_notebooks.sh."
+    # The lane database is the run's own: leave nothing behind.
+    PGOPTIONS='-c client_min_messages=warning' psql "$(KIT_DB=postgres scripts/db.sh url)" -XAtq \
+        -c "DROP DATABASE IF EXISTS \"${KIT_DB}_lane2\" WITH (FORCE)" >/dev/null 2>&1 || true
+fi
+passed=$(grep -c '^    ' "$results" || true)
+failed=$(grep -c '^FAILED' "$results" || true)
 echo
-echo "notebooks: $(( total - ${#failed[@]} )) passed, ${#failed[@]} failed"
-if (( ${#failed[@]} )); then printf '  failed: %s\n' "${failed[@]}"; exit 1; fi
+echo "notebooks ($count, in $(( SECONDS - started )) s): $passed passed, $failed failed"
+if (( failed )); then grep '^FAILED' "$results" | sed 's/^FAILED /  failed: /'; exit 1; fi

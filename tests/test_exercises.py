@@ -51,6 +51,7 @@ def test_notebook_has_two_exercises_with_solutions_and_checks(path):
         assert loads, f"{path.name}: no '# %load solutions/{solution.name}' cell to reveal the solution"
 
 
+@pytest.mark.notebook_run      # scripts/test_notebooks.sh runs it right after each notebook's nbval runs
 @pytest.mark.parametrize("path", notebooks_with_exercises(), ids=lambda p: p.name)
 def test_solutions_pass_their_checks(path):
     nb = nbformat.read(path, as_version=4)

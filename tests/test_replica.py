@@ -25,7 +25,7 @@ def replica_url() -> str:
 
 
 @pytest.fixture(scope="module")
-def replica():
+def replica_started():
     url = urlsplit(pgmlkit.database_url())
     kit_port = int(pgmlkit.kit_settings()["KIT_PORT"])
     if url.hostname not in ("localhost", "127.0.0.1") or (url.port or 5432) != kit_port:
@@ -33,6 +33,11 @@ def replica():
     done = subprocess.run([str(pgmlkit.KIT_ROOT / "scripts" / "replica.sh"), "up"], capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, f"scripts/replica.sh up failed:\n{done.stderr}"
+
+
+@pytest.fixture()
+def replica(replica_started):
+    """A connection per test: one test rebuilds the replica, which ends every session on it."""
     connection = psycopg.connect(replica_url(), autocommit=True)
     yield connection
     connection.close()
@@ -101,3 +106,22 @@ def test_the_replica_refuses_writes(primary, replica):
         replica.execute("INSERT INTO ml_models (model_name, model_data) VALUES ('x', '\\x00')")
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         replica.execute("SELECT ml_deploy_compiled(%s, %s)", [MODEL, MODEL + "_sql"])
+
+
+def test_up_repairs_a_replica_that_does_not_stream(primary, replica_started):
+    """A standby pointed at nothing (here: its primary_conninfo names a dead port) is rebuilt by `up`."""
+    script = str(pgmlkit.KIT_ROOT / "scripts" / "replica.sh")
+    as_root = os.geteuid() == 0
+    cluster = os.environ.get("REPLICA_CLUSTER", pgmlkit.kit_settings()["KIT_CLUSTER"] + "_replica")
+    data = (f"/var/lib/postgresql/{pgmlkit.kit_settings()['PG_MAJOR']}/{cluster}" if as_root
+            else str(pgmlkit.KIT_ROOT / ".kit" / cluster))
+    owner = ["runuser", "-u", "postgres", "--"] if as_root else []
+    assert subprocess.run([script, "stop"], capture_output=True).returncode == 0
+    subprocess.run([*owner, "sed", "-i", "s/port=[0-9]*/port=1/", f"{data}/postgresql.auto.conf"], check=True, cwd="/")
+    done = subprocess.run([script, "up"], capture_output=True, text=True, timeout=600,
+                          env=os.environ | {"REPLICA_STREAM_TIMEOUT": "5"})
+    assert done.returncode == 0, done.stderr
+    assert "does not stream from the primary" in done.stderr and "rebuilding it" in done.stderr
+    with psycopg.connect(replica_url(), autocommit=True) as again:
+        assert again.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()[0] == "streaming"
+        assert f"port={pgmlkit.kit_settings()['KIT_PORT']}" in again.execute("SHOW primary_conninfo").fetchone()[0]

@@ -13,9 +13,10 @@ Per-row paths are timed as one statement that runs on the server, SELECT sum(f(.
 (SELECT ... LIMIT n), so a client round trip per row is not in the number — except for
 client_roundtrip and http_* whose point is exactly that.
 
-It replaces customer_data's rows and deploys new versions of purchase_predictor and purchase_rf
-(as notebooks 02 and 04 do); the prediction trigger mode is restored at the end, and sql/09 is
-re-applied if the database had it (re-applying sql/04-06 resets what it hardened).
+`make bench` (scripts/bench.sh) runs it in a database of its own, made fresh and dropped afterwards,
+because it replaces customer_data's rows and deploys new versions of purchase_predictor and
+purchase_rf. Run directly against another database, it restores the prediction trigger mode at the
+end and re-applies sql/09 if the database had it (re-applying sql/04-06 resets what it hardened).
 Exit status: 0 done (targets may be missed: they are reported), 1 a check failed (or a target
 missed with --strict), 2 a required function is missing.
 """
@@ -39,8 +40,9 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from .config import KIT_ROOT
+from .config import KIT_ROOT, database_url
 
 SQL_FILES = ("02_sample_data.sql", "04_training.sql", "05_prediction.sql", "06_triggers.sql", "08_tradeoffs.sql")
 HARDENING_FILE = "09_hardening.sql"
@@ -949,8 +951,9 @@ def main(argv=None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    print(f"pgmlkit bench ({'QUICK' if args.quick else 'full'}) — progress below; it replaces customer_data's rows "
-          "and deploys new model versions", file=sys.stderr, flush=True)
+    database = urlsplit(database_url()).path.lstrip("/")
+    print(f"pgmlkit bench ({'QUICK' if args.quick else 'full'}) on database {database} — progress below; "
+          "it replaces customer_data's rows and deploys new model versions there", file=sys.stderr, flush=True)
     try:
         document = run_benchmark(quick=args.quick, only=set(args.only) if args.only else None)
     except BenchError as error:
