@@ -154,7 +154,7 @@ fail_if_port_taken() {
 check_port_before_changes() {
     if (( AS_ROOT )); then
         local current_port status
-        read -r current_port status < <(pg_lsclusters -h | awk -v v="$PG_MAJOR" -v c="$KIT_CLUSTER" '$1==v && $2==c {print $3, $4}')
+        read -r current_port status < <(pg_lsclusters -h | awk -v v="$PG_MAJOR" -v c="$KIT_CLUSTER" '$1==v && $2==c {print $3, $4}') || true   # no such cluster yet: both empty
         if [[ "$current_port" != "$KIT_PORT" || "$status" != online* ]]; then fail_if_port_taken; fi
     elif ! cluster_running || [[ "$(sed -n 4p "$PGDATA/postmaster.pid")" != "$KIT_PORT" ]]; then
         fail_if_port_taken
