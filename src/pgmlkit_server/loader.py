@@ -84,7 +84,8 @@ def verify(data: bytes, registered: Registered, key: bytes | None, *, max_bytes:
                            TOO_LARGE)
     if hashlib.sha256(data).hexdigest() != registered.sha256:
         raise ModelRefused(f"{label}: bytes do not match their sha256 digest; refusing to unpickle",
-                           "The registry row was altered. Deploy a known-good version: SELECT ml_promote(name, version);",
+                           "The bytes changed after they were stored. Store or deploy a known-good version: "
+                           "SELECT ml_promote(name, version);",
                            DATA_CORRUPTED)
     if key is None:
         raise ModelRefused(f"{label}: the registry has no signing key, so no model can be verified; refusing to unpickle",
@@ -95,6 +96,8 @@ def verify(data: bytes, registered: Registered, key: bytes | None, *, max_bytes:
     expected = model_hmac(key, registered.model_name, registered.version, registered.library_versions, data)
     if not hmac.compare_digest(expected, registered.signature):
         raise ModelRefused(f"{label}: signature mismatch; refusing to unpickle", FIX_SIGNED, DATA_CORRUPTED)
+    if registered.format == "json":
+        return                              # plain numbers: no library's classes are rebuilt
     trained_with = json.loads(registered.library_versions or "{}")
     running = running or running_versions()
     for library in CHECKED_LIBRARIES:
