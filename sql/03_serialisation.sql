@@ -1,7 +1,8 @@
 -- 03 — serialisation: a trained model as bytes in a bytea column, and how to load such bytes
 -- safely: a sha256 digest checked before loading, the library versions it was written with,
 -- and two safer formats than pickle (skops, and plain coefficients as JSON).
--- Apply with: psql "$DATABASE_URL" -f sql/03_serialisation.sql   (idempotent; needs sql/02 first)
+-- Apply with: psql "$DATABASE_URL" -f sql/03_serialisation.sql   (idempotent; needs sql/02 first; as a superuser:
+--             it creates the signing key)
 -- Then:       SELECT serialisation_demo_train('server_pickle', 'pickle');
 --             SELECT serialisation_demo_predict('server_pickle', 40, 60000, 700);
 -- A demo table of its own: the kit's model registry (ml_models) is notebook 04's.
@@ -19,6 +20,40 @@ CREATE TABLE IF NOT EXISTS serialisation_demo (
     library_versions jsonb       NOT NULL,    -- what wrote the bytes; loading checks the server matches
     created_at       timestamptz NOT NULL DEFAULT now()
 );
+-- The digest catches changed bytes, not someone who changes the digest too. The signature does:
+-- an HMAC with a key (below) that only superusers can read, checked before the bytes are loaded.
+ALTER TABLE serialisation_demo ADD COLUMN IF NOT EXISTS model_hmac text;
+
+
+-- @block signing_key
+-- The signing key, made with the first table that stores model bytes (sql/03's demo, or sql/04's
+-- registry: this block is the same in both files), so that every model is signed from the first
+-- one on. A sha256 digest stored beside the bytes proves nothing against someone who can write
+-- both; an HMAC with a key they cannot read does. The key sits in a schema only superusers can
+-- enter, made once from gen_random_uuid() (the server's strong random source: 2 x 122 random bits).
+CREATE SCHEMA IF NOT EXISTS ml_private;
+REVOKE ALL ON SCHEMA ml_private FROM PUBLIC;
+CREATE TABLE IF NOT EXISTS ml_private.model_signing_key (
+    only_one   boolean PRIMARY KEY DEFAULT true CHECK (only_one),
+    key        bytea NOT NULL CHECK (octet_length(key) >= 32),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON ml_private.model_signing_key FROM PUBLIC;
+INSERT INTO ml_private.model_signing_key (key)
+SELECT decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex')
+ WHERE NOT EXISTS (SELECT FROM ml_private.model_signing_key);
+
+-- The HMAC the loader checks (pgmlkit_server.loader.model_hmac): name, version, library versions
+-- and bytes, so a signed model cannot be moved to another name or version, nor claim other libraries.
+CREATE OR REPLACE FUNCTION ml_private.model_hmac(key bytea, model_name text, version integer,
+                                                 library_versions jsonb, model_data bytea)
+RETURNS text
+LANGUAGE plpython3u IMMUTABLE
+AS $$
+from pgmlkit_server.loader import model_hmac
+return model_hmac(key, model_name, version, library_versions, model_data)
+$$;
+REVOKE EXECUTE ON FUNCTION ml_private.model_hmac(bytea, text, integer, jsonb, bytea) FROM PUBLIC;
 
 -- @block serialisation_library_versions
 -- The versions this server runs: stored with every model, compared before loading one.
@@ -44,7 +79,8 @@ RETURNS text
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    digest text;
+    digest   text;
+    versions jsonb;
 BEGIN
     IF p_name IS NULL OR p_model_data IS NULL THEN
         RAISE EXCEPTION 'serialisation_demo_store needs a name and the model''s bytes (got name %, % bytes)',
@@ -57,11 +93,15 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Use one of: pickle, skops, json.';
     END IF;
     digest := encode(sha256(p_model_data), 'hex');
-    INSERT INTO serialisation_demo (name, format, model_data, model_sha256, library_versions)
-    VALUES (p_name, p_format, p_model_data, digest, coalesce(p_library_versions, serialisation_library_versions()))
+    versions := coalesce(p_library_versions, serialisation_library_versions());
+    -- Signed here, where the bytes are stored: this function is the demo's "training path".
+    INSERT INTO serialisation_demo (name, format, model_data, model_sha256, library_versions, model_hmac)
+    SELECT p_name, p_format, p_model_data, digest, versions,
+           ml_private.model_hmac(k.key, p_name, NULL, versions, p_model_data)
+      FROM ml_private.model_signing_key k
     ON CONFLICT (name) DO UPDATE
         SET format = EXCLUDED.format, model_data = EXCLUDED.model_data, model_sha256 = EXCLUDED.model_sha256,
-            library_versions = EXCLUDED.library_versions, created_at = now();
+            library_versions = EXCLUDED.library_versions, model_hmac = EXCLUDED.model_hmac, created_at = now();
     RETURN digest;
 END;
 $$;
@@ -124,13 +164,17 @@ return store.execute([p_name, p_format, data])[0]["digest"]
 $$;
 
 -- @block serialisation_demo_predict
--- Load a stored model inside the server and predict one purchase amount. Before any bytes are
--- turned back into an object:
---   1. the bytes must match the digest taken when they were written (else: tampered or corrupt);
---   2. they must have been written by the scikit-learn this server runs (pickle and skops);
---   3. pickle: scikit-learn's own InconsistentVersionWarning is turned into an error, so a
---      pickle whose recorded version differs is refused even if the row's metadata says otherwise;
---      skops: every type that is not trusted by default must be on this function's allow-list.
+-- Load a stored model inside the server and predict one purchase amount. The bytes go through
+-- the kit's one loader (pgmlkit_server.loader, also behind ml_load_model in notebook 04), which
+-- checks, before any bytes are turned back into an object:
+--   1. their size;
+--   2. their sha256 against the digest taken when they were written (else: tampered or corrupt);
+--   3. their signature: an HMAC made when they were stored, with a key only superusers can read —
+--      someone who rewrote the bytes *and* their digest cannot make it;
+--   4. the scikit-learn (numpy, scipy) they were written with against this server's;
+-- then, loading: pickle turns scikit-learn's own InconsistentVersionWarning into an error, so a
+-- pickle whose recorded version differs is refused even if the row's metadata says otherwise;
+-- skops refuses every type that is not trusted by default unless it is on SKOPS_ALLOWED.
 -- Never point pickle.loads at bytes that a role you do not trust can write: see notebook 03.
 -- (Loaded fresh on every call, to keep the lesson short; notebook 05 caches models per session.)
 CREATE OR REPLACE FUNCTION serialisation_demo_predict(
@@ -138,9 +182,9 @@ CREATE OR REPLACE FUNCTION serialisation_demo_predict(
 RETURNS double precision
 LANGUAGE plpython3u STABLE
 AS $$
-import hashlib, json
-from importlib import metadata
+import json
 import numpy as np
+from pgmlkit_server import loader
 
 SKOPS_ALLOWED = frozenset()     # extra types this loader accepts; LinearRegression needs none
 
@@ -151,51 +195,24 @@ if age is None or income is None or credit_score is None:
     return None                 # no prediction without all three features
 if "row_plan" not in SD:
     SD["row_plan"] = plpy.prepare(
-        "SELECT format, model_data, model_sha256, library_versions FROM serialisation_demo WHERE name = $1", ["text"])
+        "SELECT format, model_data, model_sha256, library_versions::text AS library_versions, model_hmac,"
+        "       (SELECT key FROM ml_private.model_signing_key) AS key"
+        "  FROM serialisation_demo WHERE name = $1", ["text"])
 found = SD["row_plan"].execute([p_name])
 if not found:
     plpy.error(f"no model named {p_name!r} in serialisation_demo",
                hint="Store one first, e.g. SELECT serialisation_demo_train('server_pickle', 'pickle');")
 row = found[0]
-data = row["model_data"]
-
-# 1. the digest
-if hashlib.sha256(data).hexdigest() != row["model_sha256"]:
-    plpy.error(f"model {p_name!r}: the bytes do not match their sha256 digest; refusing to load them",
-               hint="The bytes changed after they were stored. Store the model again from a trusted source.")
-
+stored = loader.Registered(p_name, None, row["model_sha256"], row["library_versions"], row["model_hmac"], row["format"])
 inputs = {"age": age, "income": income, "credit_score": credit_score}
-if row["format"] == "json":     # no Python object to rebuild: just numbers, matched by feature name
-    doc = json.loads(data)
-    return float(doc["intercept"] + sum(doc["coefficients"][f] * inputs[f] for f in doc["features"]))
-
-# 2. the recorded library version
-written_with = json.loads(row["library_versions"]).get("scikit-learn")
-running = metadata.version("scikit-learn")
-if written_with != running:
-    plpy.error(f"model {p_name!r} was written with scikit-learn {written_with}; this server runs {running}",
-               hint="A model is only guaranteed to load in the version that wrote it: retrain it, or run the same pins on both sides.")
-
-# 3. the format's own checks, then load
-if row["format"] == "pickle":
-    import pickle, warnings
-    from sklearn.exceptions import InconsistentVersionWarning
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", InconsistentVersionWarning)
-        try:
-            model = pickle.loads(data)
-        except InconsistentVersionWarning as warning:
-            plpy.error(f"model {p_name!r}: the pickle itself records scikit-learn {warning.original_sklearn_version}; "
-                       f"this server runs {warning.current_sklearn_version}; refusing to use it",
-                       hint="Retrain the model with this server's scikit-learn.")
-else:
-    import skops.io as sio
-    untrusted = sio.get_untrusted_types(data=data)
-    unexpected = sorted(set(untrusted) - SKOPS_ALLOWED)
-    if unexpected:
-        plpy.error(f"model {p_name!r}: the skops file needs types this loader does not trust: {unexpected}",
-                   hint="Inspect them with skops.io.get_untrusted_types(); add a type to SKOPS_ALLOWED only if you know what it does.")
-    model = sio.loads(data, trusted=untrusted)      # an explicit list, every entry checked above
+try:
+    if row["format"] == "json":     # no Python object to rebuild: just numbers, matched by feature name
+        loader.verify(row["model_data"], stored, row["key"])
+        doc = json.loads(row["model_data"])
+        return float(doc["intercept"] + sum(doc["coefficients"][f] * inputs[f] for f in doc["features"]))
+    model = loader.load_verified(row["model_data"], stored, row["key"], skops_allowed=SKOPS_ALLOWED)
+except loader.ModelRefused as refusal:
+    plpy.error(refusal.message, hint=refusal.hint, sqlstate=refusal.sqlstate)
 
 X = np.array([[inputs["age"], inputs["income"], inputs["credit_score"]]], dtype=np.float64)
 return float(model.predict(X)[0])       # a plain float, not numpy.float64 (notebook 01)

@@ -132,6 +132,110 @@ CREATE TRIGGER ml_model_deployments_immutable
     BEFORE UPDATE ON ml_model_deployments
     FOR EACH ROW EXECUTE FUNCTION ml_model_versions_immutable();
 
+-- @block signing_key
+-- The signing key, made with the first table that stores model bytes (sql/03's demo, or sql/04's
+-- registry: this block is the same in both files), so that every model is signed from the first
+-- one on. A sha256 digest stored beside the bytes proves nothing against someone who can write
+-- both; an HMAC with a key they cannot read does. The key sits in a schema only superusers can
+-- enter, made once from gen_random_uuid() (the server's strong random source: 2 x 122 random bits).
+CREATE SCHEMA IF NOT EXISTS ml_private;
+REVOKE ALL ON SCHEMA ml_private FROM PUBLIC;
+CREATE TABLE IF NOT EXISTS ml_private.model_signing_key (
+    only_one   boolean PRIMARY KEY DEFAULT true CHECK (only_one),
+    key        bytea NOT NULL CHECK (octet_length(key) >= 32),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON ml_private.model_signing_key FROM PUBLIC;
+INSERT INTO ml_private.model_signing_key (key)
+SELECT decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex')
+ WHERE NOT EXISTS (SELECT FROM ml_private.model_signing_key);
+
+-- The HMAC the loader checks (pgmlkit_server.loader.model_hmac): name, version, library versions
+-- and bytes, so a signed model cannot be moved to another name or version, nor claim other libraries.
+CREATE OR REPLACE FUNCTION ml_private.model_hmac(key bytea, model_name text, version integer,
+                                                 library_versions jsonb, model_data bytea)
+RETURNS text
+LANGUAGE plpython3u IMMUTABLE
+AS $$
+from pgmlkit_server.loader import model_hmac
+return model_hmac(key, model_name, version, library_versions, model_data)
+$$;
+REVOKE EXECUTE ON FUNCTION ml_private.model_hmac(bytea, text, integer, jsonb, bytea) FROM PUBLIC;
+
+-- @block model_signatures
+-- One signature per registered version, made on the training path (register_model_version).
+CREATE TABLE IF NOT EXISTS ml_private.model_signatures (
+    model_name text NOT NULL,
+    version    integer NOT NULL,
+    hmac       text NOT NULL,
+    signed_at  timestamptz NOT NULL DEFAULT now(),
+    signed_by  text NOT NULL DEFAULT session_user,
+    PRIMARY KEY (model_name, version)
+);
+REVOKE ALL ON ml_private.model_signatures FROM PUBLIC;
+
+-- Sign a version that is already in the registry: the bytes are read from the table, never
+-- taken from the caller. Called by register_model_version below, i.e. on the training path.
+CREATE OR REPLACE FUNCTION ml_private.sign_model_version(p_model_name text, p_version integer)
+RETURNS text
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = ml_private, pg_temp
+AS $$
+    INSERT INTO ml_private.model_signatures (model_name, version, hmac)
+    SELECT v.model_name, v.version, ml_private.model_hmac(k.key, v.model_name, v.version, v.library_versions, v.model_data)
+      FROM public.ml_model_versions v, ml_private.model_signing_key k
+     WHERE v.model_name = p_model_name AND v.version = p_version
+    ON CONFLICT (model_name, version) DO UPDATE SET hmac = excluded.hmac, signed_at = now(), signed_by = session_user
+    RETURNING hmac
+$$;
+
+-- 'valid', 'unsigned', 'mismatch' or 'no key': the same verdict as the loader's, for audits
+-- (sql/00's setup check, notebook 09). The loader itself does not ask it: it checks the HMAC in Python.
+CREATE OR REPLACE FUNCTION ml_private.model_signature_status(p_model_name text, p_version integer)
+RETURNS text
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = ml_private, pg_temp
+AS $$
+    SELECT CASE WHEN k.key IS NULL THEN 'no key'
+                WHEN s.hmac IS NULL THEN 'unsigned'
+                WHEN s.hmac = ml_private.model_hmac(k.key, v.model_name, v.version, v.library_versions, v.model_data)
+                     THEN 'valid'
+                ELSE 'mismatch' END
+      FROM (SELECT 1) AS one
+      LEFT JOIN ml_private.model_signing_key k ON true
+      LEFT JOIN public.ml_model_versions v ON v.model_name = p_model_name AND v.version = p_version
+      LEFT JOIN ml_private.model_signatures s ON s.model_name = p_model_name AND s.version = p_version
+$$;
+REVOKE EXECUTE ON FUNCTION ml_private.sign_model_version(text, integer),
+                          ml_private.model_signature_status(text, integer) FROM PUBLIC;
+
+-- A registry without a single signature is an older kit's (from before the key): it is adopted,
+-- its versions whose bytes still match their digest are signed — applying the file says "I trust
+-- what is in the registry now". Once anything is signed, later runs sign nothing: a row planted
+-- afterwards stays unsigned whoever re-applies the file (sql/00, sql/09 and notebook 09 report it).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM ml_private.model_signatures) THEN
+        PERFORM ml_private.sign_model_version(v.model_name, v.version)
+           FROM ml_model_versions v
+          WHERE v.model_sha256 = encode(sha256(v.model_data), 'hex');
+    END IF;
+END;
+$$;
+
+-- @block ml_registry_limits
+-- A model larger than max_model_bytes is refused when it is registered and again before it is
+-- loaded (every session that loads it holds it in memory, several times its pickled size).
+-- The owner changes the limit with an UPDATE.
+CREATE TABLE IF NOT EXISTS ml_registry_limits (
+    only_one        boolean PRIMARY KEY DEFAULT true CHECK (only_one),
+    max_model_bytes bigint NOT NULL CHECK (max_model_bytes > 0)
+);
+INSERT INTO ml_registry_limits (max_model_bytes) VALUES (50 * 1024 * 1024) ON CONFLICT DO NOTHING;
+REVOKE ALL ON ml_registry_limits FROM PUBLIC;
+
 -- @block register_model_version
 -- Add bytes as the next version of a model. The advisory lock serialises two trainers of the
 -- same model, so versions never collide: the second waits for the first to commit, and its
@@ -152,15 +256,12 @@ BEGIN
         RAISE EXCEPTION 'model % has no bytes to register', p_model_name
             USING HINT = 'Pass the output of a training function, e.g. train_model().';
     END IF;
-    -- sql/09 (when applied) caps a model's size: every session that loads it holds it in memory.
-    IF to_regclass('public.ml_registry_limits') IS NOT NULL THEN
-        EXECUTE 'SELECT max_model_bytes FROM public.ml_registry_limits' INTO max_bytes;
-        IF octet_length(p_model_data) > max_bytes THEN
-            RAISE EXCEPTION 'model % is % bytes, more than max_model_bytes (% bytes)',
-                p_model_name, octet_length(p_model_data), max_bytes
-                USING ERRCODE = 'program_limit_exceeded',
-                      HINT = 'Train a smaller model (fewer or shallower trees), or raise the limit: UPDATE ml_registry_limits SET max_model_bytes = ...;';
-        END IF;
+    SELECT max_model_bytes INTO max_bytes FROM ml_registry_limits;
+    IF octet_length(p_model_data) > max_bytes THEN
+        RAISE EXCEPTION 'model % is % bytes, more than max_model_bytes (% bytes)',
+            p_model_name, octet_length(p_model_data), max_bytes
+            USING ERRCODE = 'program_limit_exceeded',
+                  HINT = 'Train a smaller model (fewer or shallower trees), or raise the limit: UPDATE ml_registry_limits SET max_model_bytes = ...;';
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('ml_model_versions:' || p_model_name));
     SELECT coalesce(max(version), 0) + 1 INTO new_version
@@ -171,12 +272,9 @@ BEGIN
     VALUES (p_model_name, new_version, p_model_data, encode(sha256(p_model_data), 'hex'), p_algorithm,
             p_features, p_target, p_training_rows, p_training_range, p_metrics, p_parameters,
             ml_library_versions(), p_source);
-    -- sql/09 (when applied) signs every version registered here, with a key only superusers can
-    -- read; ml_load_model then refuses bytes without a valid signature.
-    IF to_regnamespace('ml_private') IS NOT NULL
-       AND to_regprocedure('ml_private.sign_model_version(text,integer)') IS NOT NULL THEN
-        EXECUTE 'SELECT ml_private.sign_model_version($1, $2)' USING p_model_name, new_version;
-    END IF;
+    -- Signed here, on the training path, with the key only superusers can read: the loader
+    -- refuses bytes without this signature, whoever recomputed their sha256.
+    PERFORM ml_private.sign_model_version(p_model_name, new_version);
     RETURN new_version;
 END;
 $$;
@@ -396,88 +494,37 @@ $$;
 
 -- @block ml_load_model
 -- Load the version in use of a model into this session's cache (GD, shared by all PL/Python
--- functions of the session) and return its version number. The bytes are unpickled only after
--- their digest and the library versions they were trained with have been checked. A cached
--- model is reused while the registry's digest for (name, version) is the one it was loaded
--- with, so a registry rebuilt under the same version numbers is never served from a stale cache.
--- Errors carry a SQLSTATE a caller can catch: P0002 (no_data_found) nothing deployed,
--- XX001 (data_corrupted) digest mismatch — or, once sql/09 configured a key, a missing or wrong
--- signature — and 55000 trained with another scikit-learn (or numpy, scipy).
+-- functions of the session) and return its version number. The bytes go through the kit's one
+-- loader, pgmlkit_server.loader, which checks — in this order, before anything is unpickled —
+-- their size, their sha256 against the registry, their signature (an HMAC made on the training
+-- path) and the scikit-learn/numpy/scipy versions they were trained with. A cached model is reused
+-- while the registry's digest for (name, version) is the one it was loaded with, so a registry
+-- rebuilt under the same version numbers is never served from a stale cache.
+-- SECURITY DEFINER: the loader reads the signing key, which only superusers can; the caller gets
+-- a version number, never the key. Errors carry a SQLSTATE a caller can catch: P0002 nothing
+-- deployed, XX001 digest or signature wrong, 55000 trained with other libraries, 54000 too large.
 CREATE OR REPLACE FUNCTION ml_load_model(p_model_name text)
 RETURNS integer
 LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = public, pg_temp
 AS $$
-import hashlib, json, pickle
-from importlib import metadata
+from pgmlkit_server import loader
 
 if p_model_name is None:
     plpy.error("ml_load_model: the model name is NULL", hint="For example: SELECT ml_load_model('purchase_predictor');",
                sqlstate="22004")                       # null_value_not_allowed
 cache = GD.setdefault("ml_models", {})            # {(model_name, version): model}
 digests = GD.setdefault("ml_models.sha256", {})   # {(model_name, version): sha256 it was loaded with}
-plans = GD.get("ml_load_model.plans")
-if plans is None:                                 # prepared once per session
-    plans = GD["ml_load_model.plans"] = {
-        "deployed": plpy.prepare(
-            "SELECT m.version, v.model_sha256 FROM ml_models m"
-            " LEFT JOIN ml_model_versions v ON v.model_name = m.model_name AND v.version = m.version"
-            " WHERE m.model_name = $1", ["text"]),
-        "bytes": plpy.prepare(
-            "SELECT model_data, library_versions FROM ml_model_versions WHERE model_name = $1 AND version = $2",
-            ["text", "integer"]),
-    }
-
-found = plans["deployed"].execute([p_model_name])
-if not found or found[0]["version"] is None:
-    plpy.error(f"no model named {p_model_name!r} is deployed",
-               hint="Train and deploy one: SELECT train_purchase_model();",
-               sqlstate="P0002")                       # no_data_found: a trigger can catch it and carry on
-version, registered_sha256 = found[0]["version"], found[0]["model_sha256"]
-if registered_sha256 is None:
-    plpy.error(f"ml_models says model {p_model_name!r} version {version} is deployed, but the registry has no such version",
-               hint="Deploy a registered version: INSERT INTO ml_models (model_name, model_data, version) "
-                    "SELECT model_name, model_data, version FROM ml_model_versions WHERE ...;",
-               sqlstate="P0002")
+version, registered_sha256 = loader.deployed(plpy, GD, p_model_name)
 key = (p_model_name, version)
 if key in cache and digests.get(key) == registered_sha256:
     return version                                # the fast path: one index lookup, no bytes read
-
-row = plans["bytes"].execute([p_model_name, version])[0]
-model_bytes = row["model_data"]
-if hashlib.sha256(model_bytes).hexdigest() != registered_sha256:
-    plpy.error(f"model {p_model_name!r} version {version}: bytes do not match their sha256 digest; refusing to unpickle",
-               hint="The registry row was altered. Deploy a known-good version: SELECT ml_promote(name, version);",
-               sqlstate="XX001")                       # data_corrupted
-trained_with = json.loads(row["library_versions"])
-running = metadata.version("scikit-learn")
-if trained_with.get("scikit-learn") != running:
-    plpy.error(f"model {p_model_name!r} version {version} was trained with scikit-learn "
-               f"{trained_with.get('scikit-learn')}, this server runs {running}",
-               hint="Pickles are only guaranteed to load in the version that wrote them: retrain with SELECT train_purchase_model();",
-               sqlstate="55000")                       # object_not_in_prerequisite_state
-for library in ("numpy", "scipy"):                     # what a pickled model's arrays are rebuilt with
-    if library in trained_with and trained_with[library] != metadata.version(library):
-        plpy.error(f"model {p_model_name!r} version {version} was trained with {library} "
-                   f"{trained_with[library]}, this server runs {metadata.version(library)}",
-                   hint="Run the same pins on every server (requirements/server.txt), or retrain here.",
-                   sqlstate="55000")
-# Last check before unpickling (the checks above read no pickle). A digest only proves the bytes
-# are the ones registered, not who registered them: when sql/09 has configured a signing key,
-# the bytes must also carry an HMAC made on the training path (XX001 if not).
-if plpy.execute("SELECT to_regnamespace('ml_private') IS NOT NULL"
-                " AND to_regprocedure('ml_private.model_signature_status(text,integer)') IS NOT NULL AS on")[0]["on"]:
-    status = plpy.execute(plpy.prepare("SELECT ml_private.model_signature_status($1, $2) AS s", ["text", "integer"]),
-                          [p_model_name, version])[0]["s"]
-    if status not in ("valid", "no key"):
-        plpy.error(f"model {p_model_name!r} version {version}: signature {status}; refusing to unpickle",
-                   hint="Only the training path signs models: these bytes were written some other way. "
-                        "Deploy a signed version: SELECT ml_promote(name, version);",
-                   sqlstate="XX001")                   # data_corrupted
+sha256, model = loader.load(plpy, GD, p_model_name, version)
 for old in [k for k in cache if k[0] == p_model_name]:
     del cache[old]                                # one version per name in memory
     digests.pop(old, None)
-cache[key] = pickle.loads(model_bytes)
-digests[key] = registered_sha256
+cache[key], digests[key] = model, sha256
 return version
 $$;
 

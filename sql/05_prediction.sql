@@ -47,14 +47,15 @@ $$ LANGUAGE plpython3u;
 -- The talk's function with its two fixes, plus STRICT: a NULL input gives a NULL prediction
 -- without running Python (float(None) would raise). Still naive on purpose: every call reads the
 -- model's bytes and unpickles them. It declares no volatility, so it is VOLATILE, as on the slide.
+-- One more change, for safety: the slide's pickle.loads() ran whatever bytes were in ml_models.
+-- The kit's loader unpickles them only after checking their size, sha256, signature (made on the
+-- training path) and library versions — so this, the definition the file leaves, is the safe one.
 CREATE OR REPLACE FUNCTION predict_purchase(age INTEGER, income NUMERIC, credit_score INTEGER)
 RETURNS NUMERIC STRICT AS $$
-    import pickle
-    from sklearn.linear_model import LinearRegression
+    from pgmlkit_server import loader
 
-    # Fetch the model
-    model_data = plpy.execute("SELECT model_data FROM ml_models WHERE model_name = 'purchase_predictor'")[0]['model_data']
-    model = pickle.loads(model_data)
+    # Fetch the model: the deployed version, verified, then unpickled (on every call)
+    version, sha256, model = loader.load_deployed(plpy, GD, 'purchase_predictor')
 
     # Make prediction
     prediction = model.predict([[float(age), float(income), float(credit_score)]])   # fix 1: Decimal → float

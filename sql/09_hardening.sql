@@ -11,7 +11,8 @@
 --   ml_app     NOLOGIN  may call the ml.* prediction functions and INSERT business rows. Nothing else.
 --   ml_app_demo / ml_trainer_demo: LOGIN members of ml_app / ml_trainer, for the notebook and tests.
 -- The plpython3u functions stay created (and owned) by the superuser that applied sql/04–07;
--- the others reach them only through SECURITY DEFINER wrappers owned by ml_owner.
+-- the others reach them only through SECURITY DEFINER wrappers owned by ml_owner. The signing key
+-- and the loader that checks it are sql/04's: every model is signed from the first one on.
 
 -- @block roles
 -- CREATE ROLE has no IF NOT EXISTS; two sessions applying this file at once could both see a role
@@ -105,105 +106,34 @@ END;
 $$;
 
 -- @block ml_private
--- The signing key: a table in a schema only superusers can enter. Not ml_owner, not the
--- trainers, not the application can read it. It is made once, from gen_random_uuid() (the
--- server's strong random source: 2 × 122 random bits). Signatures live beside it.
-CREATE SCHEMA IF NOT EXISTS ml_private;
+-- The signing key (sql/04 made it with the registry, so every version is signed from the first
+-- one on) lives in a schema only superusers can enter. ml_owner gets USAGE and the right to call
+-- the two functions the training path and the audits need — no right on the key's table.
 REVOKE ALL ON SCHEMA ml_private FROM PUBLIC;
-GRANT USAGE ON SCHEMA ml_private TO ml_owner;          -- to call the two functions below, no table rights
-CREATE TABLE IF NOT EXISTS ml_private.model_signing_key (
-    only_one   boolean PRIMARY KEY DEFAULT true CHECK (only_one),
-    key        bytea NOT NULL CHECK (octet_length(key) >= 32),
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS ml_private.model_signatures (
-    model_name text NOT NULL,
-    version    integer NOT NULL,
-    hmac       text NOT NULL,
-    signed_at  timestamptz NOT NULL DEFAULT now(),
-    signed_by  text NOT NULL DEFAULT session_user,
-    PRIMARY KEY (model_name, version)
-);
 REVOKE ALL ON ml_private.model_signing_key, ml_private.model_signatures FROM PUBLIC;
-
--- HMAC-SHA256 of name, version, library versions and bytes: a signed model cannot be moved to
--- another name or version, nor claim other libraries. Pure arithmetic, no secret inside.
-CREATE OR REPLACE FUNCTION ml_private.model_hmac(key bytea, model_name text, version integer,
-                                                 library_versions jsonb, model_data bytea)
-RETURNS text
-LANGUAGE plpython3u IMMUTABLE STRICT
-AS $$
-import hashlib, hmac
-message = f"{model_name}\x00{version}\x00{library_versions}\x00".encode() + model_data
-return hmac.new(key, message, hashlib.sha256).hexdigest()
-$$;
-REVOKE EXECUTE ON FUNCTION ml_private.model_hmac(bytea, text, integer, jsonb, bytea) FROM PUBLIC;
-
--- Sign a version that is already in the registry: the bytes are read from the table, never
--- taken from the caller. Called by register_model_version (sql/04), i.e. on the training path,
--- which only ml_owner and superusers may run. Returns NULL when no key is configured.
-CREATE OR REPLACE FUNCTION ml_private.sign_model_version(p_model_name text, p_version integer)
-RETURNS text
-LANGUAGE sql
-SECURITY DEFINER
-SET search_path = ml_private, pg_temp
-AS $$
-    INSERT INTO ml_private.model_signatures (model_name, version, hmac)
-    SELECT v.model_name, v.version, ml_private.model_hmac(k.key, v.model_name, v.version, v.library_versions, v.model_data)
-      FROM public.ml_model_versions v, ml_private.model_signing_key k
-     WHERE v.model_name = p_model_name AND v.version = p_version
-    ON CONFLICT (model_name, version) DO UPDATE SET hmac = excluded.hmac, signed_at = now(), signed_by = session_user
-    RETURNING hmac
-$$;
-
--- 'no key' (signing not configured), 'valid', 'unsigned' or 'mismatch' — what ml_load_model
--- (sql/04) asks before it unpickles anything.
-CREATE OR REPLACE FUNCTION ml_private.model_signature_status(p_model_name text, p_version integer)
-RETURNS text
-LANGUAGE sql STABLE
-SECURITY DEFINER
-SET search_path = ml_private, pg_temp
-AS $$
-    SELECT CASE WHEN k.key IS NULL THEN 'no key'
-                WHEN s.hmac IS NULL THEN 'unsigned'
-                WHEN s.hmac = ml_private.model_hmac(k.key, v.model_name, v.version, v.library_versions, v.model_data)
-                     THEN 'valid'
-                ELSE 'mismatch' END
-      FROM (SELECT 1) AS one
-      LEFT JOIN ml_private.model_signing_key k ON true
-      LEFT JOIN public.ml_model_versions v ON v.model_name = p_model_name AND v.version = p_version
-      LEFT JOIN ml_private.model_signatures s ON s.model_name = p_model_name AND s.version = p_version
-$$;
-REVOKE EXECUTE ON FUNCTION ml_private.sign_model_version(text, integer),
-                          ml_private.model_signature_status(text, integer) FROM PUBLIC;
+GRANT USAGE ON SCHEMA ml_private TO ml_owner;
 GRANT EXECUTE ON FUNCTION ml_private.sign_model_version(text, integer),
                          ml_private.model_signature_status(text, integer) TO ml_owner;
 
--- @block adopt_registry
--- The first time this file runs, the key is made and the versions already registered are
--- signed: applying it says "I trust what is in the registry now". Later runs sign nothing —
--- a row planted afterwards stays unsigned, whoever re-applies the file.
+-- @block unsigned_versions
+-- Hardening signs nothing: a version that is not validly signed now was written around the
+-- training path, and the loader refuses it. Say so, with the fix, instead of blessing it.
 DO $$
+DECLARE
+    r record;
 BEGIN
-    IF NOT EXISTS (SELECT FROM ml_private.model_signing_key) THEN
-        INSERT INTO ml_private.model_signing_key (key)
-        VALUES (decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'));
-        PERFORM ml_private.sign_model_version(v.model_name, v.version)
-           FROM ml_model_versions v
-          WHERE v.model_sha256 = encode(sha256(v.model_data), 'hex');
-    END IF;
+    FOR r IN SELECT v.model_name, v.version, ml_private.model_signature_status(v.model_name, v.version) AS status
+               FROM ml_model_versions v
+              WHERE ml_private.model_signature_status(v.model_name, v.version) <> 'valid'
+              ORDER BY v.model_name, v.version LOOP
+        RAISE NOTICE 'model % version % is %: the loader refuses it (retrain it, or delete the row)',
+            r.model_name, r.version, r.status;
+    END LOOP;
 END;
 $$;
 
 -- @block ml_registry_limits
--- Limits register_model_version (sql/04) enforces when this table exists: a model larger than
--- max_model_bytes is refused before it is stored (each session that loads it would hold it in
--- memory, several times its pickled size). The owner changes the limit with an UPDATE.
-CREATE TABLE IF NOT EXISTS ml_registry_limits (
-    only_one        boolean PRIMARY KEY DEFAULT true CHECK (only_one),
-    max_model_bytes bigint NOT NULL CHECK (max_model_bytes > 0)
-);
-INSERT INTO ml_registry_limits (max_model_bytes) VALUES (50 * 1024 * 1024) ON CONFLICT DO NOTHING;
+-- The size limit (sql/04 made it): the registry's owner may change it, nobody else.
 ALTER TABLE ml_registry_limits OWNER TO ml_owner;
 REVOKE ALL ON ml_registry_limits FROM PUBLIC;
 

@@ -26,8 +26,8 @@ CREATE TABLE IF NOT EXISTS ml_compiled_functions (
 );
 
 -- @block ml_compile_to_sql
--- The compiler. Loads one registered version (the deployed one when p_version is NULL) after the
--- same digest and scikit-learn checks as ml_load_model, and returns the CREATE FUNCTION statement
+-- The compiler. Loads one registered version (the deployed one when p_version is NULL) through the
+-- same loader as ml_load_model (size, digest, signature, library versions), and returns the CREATE FUNCTION statement
 -- that computes the model's predict() in SQL. It only returns text: read it, diff it, then deploy
 -- it with ml_deploy_compiled. Exactness, estimator by estimator:
 --   linear       intercept + Σ coefficient·feature, in float8 (sklearn's BLAS dot product may sum in
@@ -41,10 +41,12 @@ CREATE TABLE IF NOT EXISTS ml_compiled_functions (
 CREATE OR REPLACE FUNCTION ml_compile_to_sql(p_model_name text, p_function_name text, p_version integer DEFAULT NULL)
 RETURNS text
 LANGUAGE plpython3u
+SECURITY DEFINER                -- the loader reads the signing key; the caller gets SQL text, never the key
+SET search_path = public, pg_temp
 AS $$
-import hashlib, json, pickle, re
-from importlib import metadata
+import json, re
 import numpy as np
+from pgmlkit_server import loader
 
 if not p_model_name or not p_function_name:
     plpy.error("ml_compile_to_sql: model name and function name must not be NULL or empty",
@@ -62,21 +64,10 @@ if version is None:
         plpy.error(f"no model named {p_model_name!r} is deployed",
                    hint="Train and deploy one: SELECT train_purchase_model(); or pass a version.", sqlstate="P0002")
     version = found[0]["version"]
-row = plpy.execute(plpy.prepare(
-    "SELECT model_data, model_sha256, features, library_versions FROM ml_model_versions"
-    " WHERE model_name = $1 AND version = $2", ["text", "integer"]), [p_model_name, version])
-if not row:
-    plpy.error(f"model {p_model_name!r} has no version {version}",
-               hint=f"SELECT version FROM ml_model_versions WHERE model_name = '{p_model_name}';", sqlstate="P0002")
-row = row[0]
-if hashlib.sha256(row["model_data"]).hexdigest() != row["model_sha256"]:
-    plpy.error(f"model {p_model_name!r} version {version}: bytes do not match their sha256 digest; refusing to unpickle",
-               sqlstate="XX001")
-trained_with = json.loads(row["library_versions"]).get("scikit-learn")
-if trained_with != metadata.version("scikit-learn"):
-    plpy.error(f"model {p_model_name!r} version {version} was trained with scikit-learn {trained_with}, "
-               f"this server runs {metadata.version('scikit-learn')}", hint="Retrain it first.", sqlstate="55000")
-model = pickle.loads(row["model_data"])
+# The kit's one loader: size, sha256, signature and library versions, before anything is unpickled.
+sha256, model = loader.load(plpy, GD, p_model_name, version)
+row = plpy.execute(plpy.prepare("SELECT features FROM ml_model_versions WHERE model_name = $1 AND version = $2",
+                                ["text", "integer"]), [p_model_name, version])[0]
 
 names = getattr(model, "feature_names_in_", None)
 features = list(row["features"] or ([str(n) for n in names] if names is not None else []))
@@ -217,7 +208,7 @@ arguments = ", ".join(f"{f} double precision" for f in features)
 return (f"CREATE OR REPLACE FUNCTION {p_function_name}({arguments})\n"
         f"RETURNS double precision\n"
         f"LANGUAGE sql IMMUTABLE PARALLEL SAFE\n"
-        f"-- compiled from model {p_model_name} version {version} ({kind}, sha256 {row['model_sha256'][:16]}…,"
+        f"-- compiled from model {p_model_name} version {version} ({kind}, sha256 {sha256[:16]}…,"
         f" {counted[0]} tree nodes)\n"
         f"RETURN {expression}")
 $$;

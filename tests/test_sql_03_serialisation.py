@@ -60,7 +60,7 @@ def predict(conn, name, age=40, income=60000, credit_score=700):
     return value(conn, "SELECT serialisation_demo_predict(%s, %s, %s, %s)", [name, age, income, credit_score])
 
 
-def refused(conn, name, error=psycopg.errors.InternalError_):
+def refused(conn, name, error=psycopg.Error):
     with pytest.raises(error) as caught:
         predict(conn, name)
     return caught.value.diag
@@ -238,9 +238,9 @@ def test_tampered_bytes_are_refused_before_loading(conn, client_model):
     # bytes that would fail loudly if unpickled: the error must be the digest's, so nothing was loaded
     conn.execute("UPDATE serialisation_demo SET model_data = %s", [pickle.dumps(client_model)[:-1]])
     diag = refused(conn, "m")
-    assert diag.message_primary == ("plpy.Error: model 'm': the bytes do not match their sha256 digest; "
-                                    "refusing to load them")
-    assert "Store the model again" in diag.message_hint
+    # The kit's one loader (pgmlkit_server.loader) words it, with SQLSTATE XX001 data_corrupted.
+    assert diag.message_primary == "plpy.Error: model 'm': bytes do not match their sha256 digest; refusing to unpickle"
+    assert diag.sqlstate == "XX001" and "known-good" in diag.message_hint
 
 
 def test_one_changed_coefficient_byte_is_refused(conn, client_model):
@@ -272,8 +272,9 @@ def test_another_recorded_scikit_learn_version_is_refused_before_unpickling(conn
     crafted = pickle.dumps(int)[:-1] + b"."          # not even a valid model: proves nothing is loaded first
     store(conn, "m", "pickle", crafted, {"scikit-learn": "0.9.1"})
     diag = refused(conn, "m")
-    assert diag.message_primary == (f"plpy.Error: model 'm' was written with scikit-learn 0.9.1; "
+    assert diag.message_primary == (f"plpy.Error: model 'm' was trained with scikit-learn 0.9.1, "
                                     f"this server runs {metadata.version('scikit-learn')}")
+    assert diag.sqlstate == "55000"
     assert "retrain" in diag.message_hint
 
 

@@ -188,14 +188,15 @@ def test_a_crafted_pickle_in_the_registry_is_refused_and_never_runs(db, planted)
     assert not os.path.exists(canary)
 
 
-def test_control_without_the_key_the_same_pickle_runs(db, planted):
-    """The check above is what stops it: take the key away (rolled back) and the digest and
-    version checks alone let the crafted bytes execute."""
+def test_without_the_key_the_loader_refuses_too(db, planted):
+    """Signed from the start: a registry without a key is not "signing not configured" any more
+    (which trusted the digest alone) but a state the loader refuses. (Deliberately changed, issue 11.)"""
     canary = planted
     with db.transaction(force_rollback=True):
         db.execute("DELETE FROM ml_private.model_signing_key")
-        db.execute("SELECT ml_load_model(%s)", [PLANTED])
-    assert os.path.exists(canary)
+        with pytest.raises(psycopg.errors.DataCorrupted, match="no signing key"):
+            db.execute("SELECT ml_load_model(%s)", [PLANTED])
+    assert not os.path.exists(canary)
 
 
 def test_a_tampered_signed_model_is_refused(db):
