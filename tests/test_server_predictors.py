@@ -121,19 +121,19 @@ def parse(text):
         at[0] += 1
         return tok
 
-    def expr():
-        node = term()
-        while peek() in (("op", "+"), ("op", "-")):
-            op, right = take()[1], term()
+    def level(operand, ops):
+        """operand (op operand)*, left to right: + and - over terms, * and / over factors."""
+        node = operand()
+        while peek()[0] == "op" and peek()[1] in ops:
+            op, right = take()[1], operand()
             node = (lambda a, b, op: lambda env: arith(op, a(env), b(env)))(node, right, op)
         return node
 
+    def expr():
+        return level(term, ("+", "-"))
+
     def term():
-        node = factor()
-        while peek() in (("op", "*"), ("op", "/")):
-            op, right = take()[1], factor()
-            node = (lambda a, b, op: lambda env: arith(op, a(env), b(env)))(node, right, op)
-        return node
+        return level(factor, ("*", "/"))
 
     def factor():
         kind, value = peek()

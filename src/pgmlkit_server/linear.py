@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+# numpy is imported by the functions that read a fitted model: a session that predicts from the
+# registry's linear coefficients never loads it (a new connection's first prediction stays fast).
+
 
 from .trees import Unsupported
 
@@ -29,6 +31,7 @@ def _is_sklearn(estimator, names) -> bool:
 
 
 def _coefficients(estimator, kind: str) -> tuple[float, tuple[float, ...]]:
+    import numpy as np
     coef, intercept = np.asarray(estimator.coef_, dtype=np.float64), np.asarray(estimator.intercept_)
     if coef.ndim != 1 or intercept.ndim != 0:
         raise Unsupported(f"{kind}: expected one coefficient per feature and one intercept")
@@ -38,6 +41,7 @@ def _coefficients(estimator, kind: str) -> tuple[float, tuple[float, ...]]:
 def extract(model) -> Linear | None:
     """The model as a Linear; None if it is not linear at all; Unsupported if it is a Pipeline
     that is linear only in part."""
+    import numpy as np
     kind = type(model).__name__
     if _is_sklearn(model, LINEAR_REGRESSORS):
         return Linear(kind, *_coefficients(model, kind))

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+# numpy is imported by the functions that read a fitted model: a session that predicts from the
+# registry's linear coefficients never loads it (a new connection's first prediction stays fast).
+
 
 AVERAGED_TREES = ("DecisionTreeRegressor", "ExtraTreeRegressor", "RandomForestRegressor", "ExtraTreesRegressor")
 BOOSTED_TREES = ("GradientBoostingRegressor", "HistGradientBoostingRegressor")
@@ -72,6 +74,7 @@ class Ensemble:
 
 def float32_split(threshold: float) -> tuple[str, float]:
     """(op, cut) with  x <op> cut  ⇔  float32(x) <= threshold, for every float64 x."""
+    import numpy as np
     f = np.float32(threshold)
     if float(f) > threshold:
         f = np.nextafter(f, np.float32(-np.inf))          # the largest float32 <= threshold
@@ -109,6 +112,7 @@ def _hist_tree(predictor) -> Tree:
 def extract(model) -> Ensemble | None:
     """The model as an Ensemble; None if it is not one of scikit-learn's tree regressors;
     Unsupported if it is one but uses a feature this form cannot express exactly."""
+    import numpy as np
     kind = type(model).__name__
     if kind not in TREE_KINDS or not type(model).__module__.startswith("sklearn."):
         return None
