@@ -38,14 +38,14 @@ CREATE TABLE IF NOT EXISTS ml_compiled_functions (
 --   HistGradientBoosting compares float8 x with float8 thresholds: copied as they are.
 -- Leaves are summed in scikit-learn's order (base + tree 1 + tree 2 ...), so ensembles agree to
 -- the last bits. A NULL feature gives NULL. Anything else is refused with SQLSTATE 0A000.
+-- The SQL is written by pgmlkit_server.sql_compiler (src/pgmlkit_server/sql_compiler.py).
 CREATE OR REPLACE FUNCTION ml_compile_to_sql(p_model_name text, p_function_name text, p_version integer DEFAULT NULL)
 RETURNS text
 LANGUAGE plpython3u
 SECURITY DEFINER                -- the loader reads the signing key; the caller gets SQL text, never the key
 SET search_path = public, pg_temp
 AS $$
-import json, re
-import numpy as np
+import re
 from pgmlkit_server import loader
 
 if not p_model_name or not p_function_name:
@@ -69,148 +69,14 @@ sha256, model = loader.load(plpy, GD, p_model_name, version)
 row = plpy.execute(plpy.prepare("SELECT features FROM ml_model_versions WHERE model_name = $1 AND version = $2",
                                 ["text", "integer"]), [p_model_name, version])[0]
 
-names = getattr(model, "feature_names_in_", None)
-features = list(row["features"] or ([str(n) for n in names] if names is not None else []))
-if not features:
-    plpy.error(f"model {p_model_name!r} version {version}: the registry names no features, so the function's "
-               "parameters are unknown", hint="Train it with train_purchase_model(), which records them.",
-               sqlstate="0A000")
-for f in features:
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", f):
-        plpy.error(f"feature {f!r} is not a plain lower-case SQL name", sqlstate="0A000")
-k = len(features)
-
-LINEAR = {"LinearRegression", "Ridge", "RidgeCV", "Lasso", "LassoCV", "ElasticNet", "ElasticNetCV", "Lars",
-          "LarsCV", "LassoLars", "LassoLarsCV", "LassoLarsIC", "BayesianRidge", "ARDRegression", "HuberRegressor",
-          "SGDRegressor", "TheilSenRegressor", "QuantileRegressor", "OrthogonalMatchingPursuit", "LinearSVR"}
-SUPPORTED = ("linear regressors (LinearRegression, Ridge, Lasso, ...), a Pipeline of StandardScaler steps and one, "
-             "DecisionTreeRegressor, ExtraTreeRegressor, RandomForestRegressor, ExtraTreesRegressor, "
-             "GradientBoostingRegressor (squared error), HistGradientBoostingRegressor (numeric features)")
-
-def refuse(why):
+# The compiler is pgmlkit_server.sql_compiler, fed by the same tree reader as ml_predict (sql/05).
+from pgmlkit_server import sql_compiler
+try:
+    return sql_compiler.create_function(model, row["features"], p_function_name, p_model_name, version, sha256)
+except sql_compiler.Unsupported as why:
     plpy.error(f"cannot compile model {p_model_name!r} version {version} to SQL: {why}",
-               hint="Supported: " + SUPPORTED + ". Serve other models with ml_predict() (sql/05).", sqlstate="0A000")
-
-def lit(value):
-    value = float(value)
-    if not np.isfinite(value):
-        refuse(f"it contains the non-finite number {value!r}")
-    return repr(value)                     # shortest text that parses back to the same float8
-
-def leaf(value):
-    return lit(value) + "::float8"        # float8, not numeric: the CASE and the sums stay float8
-
-def float32_cut(threshold):
-    """(operator, cut) with  x <op> cut  ⇔  float32(x) <= threshold, for float8 x."""
-    f = np.float32(threshold)
-    if float(f) > threshold:
-        f = np.nextafter(f, np.float32(-np.inf))
-    g = np.nextafter(f, np.float32(np.inf))
-    cut = (float(f) + float(g)) / 2       # exact in float8: the rounding boundary between f and g
-    even = int(np.array(f, dtype=np.float32).view(np.uint32)) & 1 == 0
-    return ("<=" if even else "<"), cut   # at the boundary itself float32() rounds to the even one
-
-counted = [0]                              # tree nodes written, for the size-vs-speed chart
-def tree_sql(feature, threshold, left, right, value, float32_inputs):
-    def node(i):
-        counted[0] += 1
-        if left[i] < 0:
-            return leaf(value[i])
-        if float32_inputs:
-            op, cut = float32_cut(threshold[i])
-        else:
-            op, cut = "<=", float(threshold[i])
-        return (f"CASE WHEN {features[feature[i]]} {op} {lit(cut)} THEN {node(left[i])}"
-                f" ELSE {node(right[i])} END")
-    return node(0)
-
-def sklearn_tree(tree, scale=1.0):
-    if tree.n_outputs != 1:
-        refuse("multi-output trees are not supported")
-    values = tree.value[:, 0, 0]
-    if scale != 1.0:
-        values = scale * values            # the multiplication scikit-learn does per prediction
-    return tree_sql(tree.feature.tolist(), tree.threshold.tolist(), tree.children_left.tolist(),
-                    tree.children_right.tolist(), values.tolist(), True)
-
-def null_guard(expression):
-    # CASE sends a NULL comparison to ELSE, which would give a number for an unknown input.
-    test = " OR ".join(f"{f} IS NULL" for f in features)
-    return f"CASE WHEN {test} THEN NULL ELSE {expression} END"
-
-def linear_sql(estimator, centre=None, scale=None):
-    coef, intercept = np.asarray(estimator.coef_, dtype=np.float64), np.asarray(estimator.intercept_)
-    if coef.ndim != 1 or intercept.ndim != 0 or len(coef) != k:
-        refuse(f"{kind}: expected one coefficient per feature and one intercept")
-    terms = [lit(intercept)]
-    for i, f in enumerate(features):
-        x = f
-        if centre is not None and centre[i] != 0.0:
-            x = f"({x} - {lit(centre[i])})"
-        if scale is not None and scale[i] != 1.0:
-            x = f"({x} / {lit(scale[i])})"
-        terms.append(f"{lit(coef[i])} * {x}")
-    return "(" + " + ".join(terms) + ")"
-
-kind = type(model).__name__
-if not type(model).__module__.startswith("sklearn."):
-    refuse(f"{type(model).__module__}.{kind} is not a scikit-learn estimator")
-if getattr(model, "n_features_in_", k) != k:
-    refuse(f"the model expects {model.n_features_in_} features, the registry names {k}")
-
-if kind == "Pipeline":
-    *scalers, (_, final) = model.steps
-    centre, scale = np.zeros(k), np.ones(k)
-    for _, step in scalers:
-        if type(step).__name__ != "StandardScaler":
-            refuse(f"Pipeline step {type(step).__name__} (only StandardScaler steps before a linear model)")
-        m = step.mean_ if step.mean_ is not None else np.zeros(k)
-        s = step.scale_ if step.scale_ is not None else np.ones(k)
-        if len(scalers) > 1:
-            refuse("more than one StandardScaler in a Pipeline")
-        centre, scale = np.asarray(m, dtype=np.float64), np.asarray(s, dtype=np.float64)
-    if type(final).__name__ not in LINEAR:
-        refuse(f"Pipeline ending in {type(final).__name__}")
-    kind = f"Pipeline({', '.join(type(s).__name__ for _, s in model.steps)})"
-    expression = linear_sql(final, centre, scale)
-elif kind in LINEAR:
-    expression = linear_sql(model)
-elif kind in ("DecisionTreeRegressor", "ExtraTreeRegressor"):
-    expression = null_guard(sklearn_tree(model.tree_))
-elif kind in ("RandomForestRegressor", "ExtraTreesRegressor"):
-    trees = [sklearn_tree(e.tree_) for e in model.estimators_]
-    # scikit-learn: 0 + tree 1 + tree 2 + ..., then / n_estimators
-    expression = null_guard(f"({' + '.join(trees)}) / {len(trees)}")
-elif kind == "GradientBoostingRegressor":
-    if model.estimators_.shape[1] != 1 or model.loss != "squared_error":
-        refuse(f"GradientBoostingRegressor with loss {model.loss!r}")
-    base = float(model._raw_predict_init(np.zeros((1, k)))[0, 0])
-    trees = [sklearn_tree(stage[0].tree_, model.learning_rate) for stage in model.estimators_]
-    expression = null_guard(" + ".join([leaf(base)] + trees))
-elif kind == "HistGradientBoostingRegressor":
-    if getattr(model, "_preprocessor", None) is not None or type(model._loss.link).__name__ != "IdentityLink":
-        refuse("HistGradientBoostingRegressor with categorical features or a non-identity link")
-    trees = []
-    for predictors in model._predictors:
-        p = predictors[0].nodes
-        if p["is_categorical"].any():
-            refuse("HistGradientBoostingRegressor with categorical splits")
-        is_leaf = p["is_leaf"].tolist()
-        trees.append(tree_sql(p["feature_idx"].tolist(), p["num_threshold"].tolist(),
-                              [(-1 if l else int(c)) for l, c in zip(is_leaf, p["left"].tolist())],
-                              p["right"].tolist(), p["value"].tolist(), False))
-    base = float(np.ravel(model._baseline_prediction)[0])
-    expression = null_guard(" + ".join([leaf(base)] + trees))
-else:
-    refuse(f"{kind} is not supported")
-
-arguments = ", ".join(f"{f} double precision" for f in features)
-return (f"CREATE OR REPLACE FUNCTION {p_function_name}({arguments})\n"
-        f"RETURNS double precision\n"
-        f"LANGUAGE sql IMMUTABLE PARALLEL SAFE\n"
-        f"-- compiled from model {p_model_name} version {version} ({kind}, sha256 {sha256[:16]}…,"
-        f" {counted[0]} tree nodes)\n"
-        f"RETURN {expression}")
+               hint="Supported: " + sql_compiler.SUPPORTED + ". Serve other models with ml_predict() (sql/05).",
+               sqlstate="0A000")
 $$;
 
 -- @block ml_deploy_compiled

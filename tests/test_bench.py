@@ -1,4 +1,4 @@
-"""The benchmark harness (src/pgmlkit/bench.py) reports what it measured, correctly.
+"""The benchmark (src/pgmlkit/bench/: harness, steps, report, cli) reports what it measured, correctly.
 
 Not a timed test: no threshold on any speed. What is checked: medians and per-row figures are
 computed right; the target logic passes and misses on made-up numbers; a missing function or a
@@ -16,6 +16,7 @@ import pytest
 
 import pgmlkit
 from pgmlkit import bench
+from pgmlkit.bench import cli, steps
 
 
 def fake(name, us_per_row, rows=1000, group="per_row", **extra):
@@ -148,8 +149,8 @@ def tiny_run(bench_schema):
         conn.execute("SELECT use_prediction_trigger('statement')")      # a mode the run must restore
         bench.configure_session(conn)
         b = bench.Bench(conn, TINY, quick=True, log=lines.append)
-        steps = {title for title, _ in b.steps()} - {"models compiled to SQL (sql/10)"}   # that one is sql/10's
-        document = b.run(only=steps)
+        document = b.run(only=set(bench.STEP_NAMES) - {"compiled"})      # that one is sql/10's
+        assert not any(line.endswith("models compiled to SQL (sql/10)") for line in lines)
         mode_after = conn.execute("SELECT prediction_trigger_mode()").fetchone()[0]
         conn.execute("SELECT use_prediction_trigger('none')")
         yield document, lines, mode_after, b
@@ -208,13 +209,48 @@ def test_main_writes_the_file_and_prints_the_targets(tmp_path, capsys, monkeypat
     """main() end to end without measuring again: it writes what run_benchmark returns."""
     document = {"environment": {"cores": 2}, "results": [r.as_json() for r in GOOD],
                 "targets": bench.evaluate_targets(GOOD)}
-    monkeypatch.setattr(bench, "run_benchmark", lambda **_: document)
+    monkeypatch.setattr(cli, "run_benchmark", lambda **_: document)
     output = tmp_path / "out" / "bench.json"
-    status = bench.main(["--quick", "--output", str(output)])
+    status = cli.main(["--quick", "--output", str(output)])
     printed = capsys.readouterr().out
     assert json.loads(output.read_text()) == document
     assert "Targets" in printed and "[PASS] cached_row >= 70x faster than seed_naive_row" in printed
     assert status == 1, "GOOD lacks required names (e.g. http_microservice), so the run is incomplete"
+
+
+def test_steps_are_chosen_by_name_and_the_first_three_always_run(monkeypatch):
+    ran = []
+    for step in steps.STEPS:
+        monkeypatch.setattr(steps.Bench, step.method, lambda self, name=step.name: ran.append(name))
+    monkeypatch.setattr(steps.Bench, "restore", lambda self: None)
+    monkeypatch.setattr(steps.Bench, "environment", lambda self, checks: {})
+    bench.Bench(None, TINY, quick=True, log=lambda _: None).run(only={"inserts", "training"})
+    assert ran == ["schema", "data", "correctness", "inserts", "training"]
+    with pytest.raises(SystemExit):
+        cli.main(["--only", "random forest"])                # titles are not names
+
+
+def sibling_imports(path) -> set[str]:
+    """The pgmlkit.bench modules a file imports: `from .harness import x` and `from . import compiled`."""
+    import ast
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found |= {node.module} if node.module else {a.name for a in node.names}
+    return found
+
+
+def test_the_bench_modules_import_each_other_without_a_circle():
+    import pathlib
+    folder = pathlib.Path(bench.__file__).parent
+    graph = {path.stem: sibling_imports(path) for path in folder.glob("*.py") if path.stem != "__init__"}
+    assert graph["harness"] == set() and graph["compiled"] == {"harness"}
+    assert "steps" in graph["cli"] and "cli" not in graph["steps"]
+
+    def reaches(start, goal, seen=()):
+        return any(n == goal or (n not in seen and reaches(n, goal, (*seen, n))) for n in graph.get(start, ()))
+    circles = [m for m in graph if reaches(m, m)]
+    assert circles == [], f"modules in an import circle: {circles}"
 
 
 def test_compiled_sql_results_add_comparison_targets():

@@ -231,6 +231,27 @@ def test_fast_paths_equal_sklearn_on_thousands_of_rows(db, client_models, name, 
     assert used.startswith(path)
 
 
+def test_tree_inputs_on_the_float32_boundary_of_every_split_equal_sklearn(db):
+    """scikit-learn compares float32(x) <= threshold; the server's trees (pgmlkit_server.trees) must
+    send inputs right at each split's rounding boundary, and one float step either side, the same way."""
+    model = client_model(db, "test05_tree")
+    rows = []
+    for f, t in zip(model.tree_.feature.tolist(), model.tree_.threshold.tolist()):
+        if f < 0:
+            continue
+        low = np.float32(t) if float(np.float32(t)) <= t else np.nextafter(np.float32(t), np.float32(-np.inf))
+        boundary = (float(low) + float(np.nextafter(low, np.float32(np.inf)))) / 2
+        for x in (t, boundary, np.nextafter(boundary, -np.inf), np.nextafter(boundary, np.inf)):
+            row = [45.0, 60000.0, 700.0]
+            row[f] = float(x)
+            rows.append(row)
+    X = np.array(rows[:3000])
+    got = [v for (v,) in db.execute(
+        "SELECT ml_predict('test05_tree', ARRAY[a, b, c]) FROM unnest(%s::float8[], %s::float8[], %s::float8[])"
+        " WITH ORDINALITY AS u(a, b, c, n) ORDER BY n", [X[:, 0].tolist(), X[:, 1].tolist(), X[:, 2].tolist()])]
+    assert len(X) > 100 and got == model.predict(X).tolist()
+
+
 def test_trees_too_big_to_compile_are_walked_with_the_same_results(db):
     db.execute("""DO LANGUAGE plpython3u $$
 plpy.execute("SELECT ml_predict_runtime()")
@@ -471,13 +492,13 @@ END $$""")
 
 
 # ---- sessions, parallel workers, cold start --------------------------------------------------------------
-def test_a_new_session_predicts_linearly_without_importing_sklearn(kit):
+def test_a_new_session_predicts_linearly_without_importing_sklearn_or_numpy(kit):
     with pgmlkit.connect() as fresh:
         notices = []
         fresh.add_notice_handler(lambda d: notices.append(d.message_primary))
         fresh.execute("SELECT predict_purchase_cached(30, 60000, 720)")
-        fresh.execute("DO LANGUAGE plpython3u $$import sys; plpy.notice('sklearn' in sys.modules)$$")
-        assert notices == ["False"]
+        fresh.execute("DO LANGUAGE plpython3u $$import sys; plpy.notice(('sklearn' in sys.modules, 'numpy' in sys.modules))$$")
+        assert notices == ["(False, False)"]                         # the registry's coefficients suffice
 
 
 def test_queries_calling_the_functions_are_never_planned_parallel(db):

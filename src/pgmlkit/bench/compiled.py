@@ -1,7 +1,7 @@
 """Models compiled to SQL (sql/10), measured the way `make bench` measures everything else.
 
-    from pgmlkit import bench_compiled
-    results = bench_compiled.run(conn, quick)      # list of bench.json result dicts
+    from pgmlkit.bench import compiled
+    results = compiled.run(conn, quick)            # list of bench.json result dicts
 
 Results:
   compiled_sql_row            the deployed linear model (purchase_predictor) as an inlined SQL expression
@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 import time
 
-from .bench import Result, time_sql
-from .db import run_sql_file
+from ..db import run_sql_file
+from .harness import Result, time_sql
 
 LINEAR_MODEL, FOREST_MODEL = "purchase_predictor", "purchase_rf"
 SWEEP_PREFIX = "bench_compiled_rf_"
@@ -106,11 +106,11 @@ def run(conn, quick: bool) -> list[dict]:
     return results
 
 
-if __name__ == "__main__":                              # python -m pgmlkit.bench_compiled [--quick]
+if __name__ == "__main__":                              # python -m pgmlkit.bench.compiled [--quick]
     import json
     import sys
 
-    from .db import connect
+    from ..db import connect
 
     with connect() as connection:
         for result in run(connection, "--quick" in sys.argv):

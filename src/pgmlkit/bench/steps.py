@@ -1,28 +1,8 @@
-"""`make bench`: the talk's trade-offs, measured on this machine, written to build/bench.json.
-
-    python -m pgmlkit.bench [--quick] [--output build/bench.json] [--only NAME ...] [--strict]
-
-What a run does (progress on stderr; the table and the targets on stdout at the end):
-  1. applies sql/02, 04, 05, 06 and 08 (all idempotent) and checks that every function it measures
-     exists — a missing one stops the run and names the file that should define it;
-  2. loads sample data (load_sample_customers) and trains the models it measures
-     (linear 'purchase_predictor', a 100-tree random forest 'purchase_rf', and one model per algorithm);
-  3. checks that the fast paths predict what scikit-learn predicts (a disagreement stops the run);
-  4. measures: one warm-up run, then N timed runs of each; the result is their median.
-Per-row paths are timed as one statement that runs on the server, SELECT sum(f(...)) FROM
-(SELECT ... LIMIT n), so a client round trip per row is not in the number — except for
-client_roundtrip and http_* whose point is exactly that.
-
-`make bench` (scripts/bench.sh) runs it in a database of its own, made fresh and dropped afterwards,
-because it replaces customer_data's rows and deploys new versions of purchase_predictor and
-purchase_rf. Run directly against another database, it restores the prediction trigger mode at the
-end and re-applies sql/09 if the database had it (re-applying sql/04-06 resets what it hardened).
-Exit status: 0 done (targets may be missed: they are reported), 1 a check failed (or a target
-missed with --strict), 2 a required function is missing.
-"""
+"""The bench's steps, in the order they run (STEPS: one Bench method per step, chosen by its name;
+--only takes the names). Bench keeps what the steps share: the connection, the sizes, the results,
+the microservice, and what to restore at the end."""
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import hashlib
@@ -37,12 +17,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import NamedTuple
 
-from .config import KIT_ROOT, database_url
+from ..config import KIT_ROOT
+from . import compiled
+from .harness import (FULL, QUICK, SESSION_SETTINGS, BenchError, Result, Sizes, backend_memory_after, batch_sql,
+                      cold_start, configure_session, evaluate_targets, per_row_sql, short_number, time_sql,
+                      timed_runs)
 
 SQL_FILES = ("02_sample_data.sql", "04_training.sql", "05_prediction.sql", "06_triggers.sql", "08_tradeoffs.sql")
 HARDENING_FILE = "09_hardening.sql"
@@ -86,145 +69,12 @@ def missing_functions(conn) -> list[tuple[str, str]]:
     return missing
 
 
-# The names every bench.json must contain (issue 4), plus the bounds that explain a missed target.
-REQUIRED_RESULTS = (
-    "seed_naive_row", "cached_row", "batch", "sql_expression",
-    "plain_insert", "row_trigger_insert", "statement_trigger_insert",
-    "rf_sklearn_row", "rf_fast_row", "rf_batch",
-    "cold_start_linear", "cold_start_rf",
-    "client_roundtrip", "http_microservice",
-)
-
 ALGORITHMS = ("linear", "decision_tree", "random_forest", "gradient_boosting", "mlp")
 LINEAR_MODEL, FOREST_MODEL = "purchase_predictor", "purchase_rf"
 MODEL_NAMES = {"linear": LINEAR_MODEL, "random_forest": FOREST_MODEL, "decision_tree": "bench_decision_tree",
                "gradient_boosting": "bench_gradient_boosting", "mlp": "bench_mlp"}
 FEATURES_SQL = "ARRAY[age, income::float8, credit_score]"     # the models' feature order, as float8[]
 PROBE = (35, 50000, 700)                                       # the talk's first customer
-
-
-@dataclass(frozen=True)
-class Sizes:
-    """How many rows each measurement uses. Per-row costs do not depend on n once n is large enough
-    for the fixed cost of one statement (~0.1 ms) to vanish; n is chosen so each run takes ~0.1-1 s."""
-    table_rows: int
-    train_rows: int             # rows the benchmark's models are trained on
-    repeats: int
-    naive: int
-    bulk: int                   # cached_row, sql_expression, batch and their floors
-    rf_sklearn: int
-    rf_fast: int
-    rf_batch: int
-    insert: int
-    cold_repeats: int
-    client: int
-    http_row: int
-    http_batch: int
-    http_chunk: int
-    http_rf: int
-    check: int                  # rows on which fast paths are compared with scikit-learn
-    model_row: dict
-    model_batch: int
-    training: dict
-    training_repeats_up_to: int  # sizes above this are trained once (they take seconds)
-
-
-FULL = Sizes(
-    table_rows=1_000_000, train_rows=20_000, repeats=5, naive=2_000, bulk=500_000,
-    rf_sklearn=200, rf_fast=5_000, rf_batch=100_000, insert=10_000, cold_repeats=5,
-    client=500_000, http_row=2_000, http_batch=200_000, http_chunk=10_000, http_rf=200, check=1_000,
-    model_row={"linear": 2_000, "decision_tree": 2_000, "random_forest": 200, "gradient_boosting": 500, "mlp": 2_000},
-    model_batch=50_000,
-    training={"linear": [1_000, 10_000, 100_000, 1_000_000], "decision_tree": [1_000, 10_000, 100_000, 1_000_000],
-              "gradient_boosting": [1_000, 10_000, 100_000, 1_000_000], "random_forest": [1_000, 10_000, 100_000],
-              "mlp": [1_000, 10_000, 100_000]},
-    training_repeats_up_to=10_000,
-)
-
-QUICK = Sizes(
-    table_rows=20_000, train_rows=20_000, repeats=3, naive=200, bulk=20_000,
-    rf_sklearn=20, rf_fast=300, rf_batch=5_000, insert=1_000, cold_repeats=2,
-    client=20_000, http_row=300, http_batch=20_000, http_chunk=10_000, http_rf=20, check=300,
-    model_row={"linear": 200, "decision_tree": 200, "random_forest": 20, "gradient_boosting": 50, "mlp": 200},
-    model_batch=5_000,
-    training={"linear": [1_000, 10_000], "random_forest": [1_000]},
-    training_repeats_up_to=1_000,
-)
-
-
-class BenchError(RuntimeError):
-    """A benchmark that cannot run honestly (missing function, wrong predictions): stop, loudly."""
-
-    def __init__(self, message: str, status: int = 1):
-        super().__init__(message)
-        self.status = status
-
-
-# --------------------------------------------------------------------------------------------------
-# Timing helpers (notebook 08 uses them too)
-# --------------------------------------------------------------------------------------------------
-def timed_runs(run, repeats: int = 5, warmup: int = 1) -> list[float]:
-    """Call run() `warmup` times untimed (caches, imports, plans), then `repeats` timed times."""
-    for _ in range(warmup):
-        run()
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        samples.append(time.perf_counter() - started)
-    return samples
-
-
-def time_sql(conn, sql: str, params=None, repeats: int = 5, warmup: int = 1) -> list[float]:
-    """Wall-clock seconds of one statement, run to completion (all rows fetched), `repeats` times."""
-    return timed_runs(lambda: conn.execute(sql, params).fetchall(), repeats, warmup)
-
-
-def per_row_sql(expression: str) -> str:
-    """The shape every per-row path is timed with: the server loops, the client waits for one number.
-    The LIMIT is inside the subquery, so the expression runs for exactly n rows."""
-    return f"SELECT sum({expression}) FROM (SELECT age, income, credit_score FROM customer_data LIMIT %s) AS s"
-
-
-def batch_sql(call: str) -> str:
-    """The shape every batch path is timed with: one call over arrays built from n rows, its result
-    unnested in the select list (streamed to sum(); unnest in FROM would first copy it to a tuplestore)."""
-    return (f"SELECT sum(p) FROM (SELECT unnest({call}) AS p FROM"
-            f" (SELECT age, income, credit_score FROM customer_data LIMIT %s) AS s) AS t")
-
-
-def cold_start(sql: str, repeats: int = 3, warmup: int = 1, then: str | None = None):
-    """([seconds of the first statement on a new connection], [seconds to connect], [what `then` returned]).
-    Every run opens a brand-new connection — a new backend process with no PL/Python loaded yet;
-    `then` (e.g. a memory reading) runs after the timed statement, untimed."""
-    from .db import connect
-
-    firsts, connects, answers = [], [], []
-    for i in range(warmup + repeats):
-        started = time.perf_counter()
-        conn = connect()
-        connected = time.perf_counter()
-        try:
-            conn.execute(sql).fetchall()
-            done = time.perf_counter()
-            answer = conn.execute(then).fetchall() if then else None
-        finally:
-            conn.close()
-        if i >= warmup:
-            firsts.append(done - connected)
-            connects.append(connected - started)
-            answers.append(answer)
-    return firsts, connects, answers
-
-
-def backend_memory_after(*statements: str) -> int:
-    """Private memory (RssAnon, kB) of a brand-new backend after running `statements` in it."""
-    from .db import connect
-
-    with connect() as conn:
-        for statement in statements:
-            conn.execute(statement).fetchall()
-        return conn.execute("SELECT rss_anon_kb FROM backend_memory()").fetchone()[0]
 
 
 # Modules a model's predict() needs (what unpickling it imports), to split memory into libraries vs model.
@@ -236,151 +86,6 @@ LIBRARY_MODULES = {
     "mlp": ("numpy", "sklearn.pipeline", "sklearn.preprocessing", "sklearn.neural_network"),
 }
 
-
-# --------------------------------------------------------------------------------------------------
-# Results
-# --------------------------------------------------------------------------------------------------
-@dataclass
-class Result:
-    name: str
-    group: str
-    rows: int
-    samples: list[float]
-    description: str
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def seconds(self) -> float:
-        return statistics.median(self.samples)
-
-    @property
-    def us_per_row(self) -> float:
-        return self.seconds / self.rows * 1e6
-
-    @property
-    def rows_per_s(self) -> float:
-        return self.rows / self.seconds if self.seconds > 0 else float("inf")
-
-    def as_json(self) -> dict:
-        return {"name": self.name, "group": self.group, "rows": self.rows,
-                "seconds": self.seconds, "us_per_row": self.us_per_row, "rows_per_s": self.rows_per_s,
-                "repeats": len(self.samples), "samples": self.samples,
-                "description": self.description, **self.extra}
-
-
-def by_name(results) -> dict[str, dict]:
-    """Results (Result objects or bench.json dicts) keyed by name, as dicts."""
-    return {r["name"]: r for r in (x.as_json() if isinstance(x, Result) else x for x in results)}
-
-
-# --------------------------------------------------------------------------------------------------
-# Targets (issue 4): pure functions of the results, so a test can hand them made-up numbers.
-# --------------------------------------------------------------------------------------------------
-def evaluate_targets(results) -> list[dict]:
-    """Each target: what was asked, what was measured, pass/miss, and (when measured) what bounds it."""
-    r = by_name(results)
-    us = lambda name: r[name]["us_per_row"]                       # noqa: E731
-    targets = []
-
-    def target(name, goal, passed, measured, bound=None):
-        targets.append({"name": name, "goal": goal, "passed": bool(passed), "measured": measured,
-                        **({"bound": bound} if bound else {})})
-
-    def have(*names):
-        return all(n in r for n in names)
-
-    if have("seed_naive_row", "cached_row"):
-        ratio = us("seed_naive_row") / us("cached_row")
-        bound = None
-        if "plpython_call_floor" in r:
-            bound = (f"no per-row PL/Python function can be more than seed_naive_row / plpython_call_floor = "
-                     f"{us('seed_naive_row') / us('plpython_call_floor'):,.0f}x faster than seed_naive_row")
-        target("cached_vs_naive", "cached_row >= 70x faster than seed_naive_row", ratio >= 70,
-               f"{ratio:,.0f}x ({us('seed_naive_row'):,.1f} -> {us('cached_row'):,.2f} us/row)", bound)
-    if have("cached_row", "sql_expression"):
-        ratio = us("cached_row") / us("sql_expression")
-        bound = None
-        if "plpython_call_floor" in r:
-            floor = us("plpython_call_floor") / us("sql_expression")
-            bound = (f"a PL/Python call that does nothing costs {us('plpython_call_floor'):.2f} us/row "
-                     f"= {floor:.1f}x sql_expression (plpython_call_floor)")
-        target("cached_vs_sql", "cached_row within 5x of sql_expression", ratio <= 5,
-               f"{ratio:.1f}x ({us('cached_row'):.2f} vs {us('sql_expression'):.2f} us/row)", bound)
-    if have("batch", "sql_expression"):
-        ratio = us("batch") / us("sql_expression")
-        rate = r["batch"]["rows_per_s"]
-        bound = None
-        if "plpython_array_floor" in r:
-            bound = (f"passing the arrays in and out of PL/Python alone: "
-                     f"{r['plpython_array_floor']['rows_per_s']:,.0f} rows/s (plpython_array_floor)")
-        target("batch_throughput", "batch >= 1,000,000 rows/s, or within 1.5x of sql_expression",
-               rate >= 1_000_000 or ratio <= 1.5, f"{rate:,.0f} rows/s, {ratio:.1f}x sql_expression", bound)
-    if have("rf_sklearn_row", "rf_fast_row"):
-        ratio = us("rf_sklearn_row") / us("rf_fast_row")
-        diff = r["rf_fast_row"].get("max_abs_diff")
-        identical = diff is not None and diff <= 1e-6
-        target("rf_fast_vs_sklearn", "rf_fast_row >= 50x faster than rf_sklearn_row, identical predictions",
-               ratio >= 50 and identical,
-               f"{ratio:,.0f}x ({us('rf_sklearn_row'):,.0f} -> {us('rf_fast_row'):,.1f} us/row), "
-               f"max |difference| {diff if diff is not None else 'not measured'}")
-    if have("statement_trigger_insert", "plain_insert"):
-        ratio = us("statement_trigger_insert") / us("plain_insert")
-        bound = None
-        if "insert_update_floor" in r:
-            bound = (f"inserting the rows and updating them once, without any prediction, costs "
-                     f"{us('insert_update_floor') / us('plain_insert'):.1f}x plain_insert (insert_update_floor)")
-        target("statement_trigger_vs_plain", "statement_trigger_insert within 3x of plain_insert", ratio <= 3,
-               f"{ratio:.1f}x ({us('statement_trigger_insert'):.1f} vs {us('plain_insert'):.1f} us/row)", bound)
-    if have("cold_start_linear"):
-        seconds = r["cold_start_linear"]["seconds"]
-        bound = None
-        if "cold_start_plpython" in r:
-            bound = (f"the first call of any PL/Python function on a new connection: "
-                     f"{r['cold_start_plpython']['seconds'] * 1000:.0f} ms (cold_start_plpython)")
-        target("cold_start_linear", "cold_start_linear <= 150 ms", seconds <= 0.150,
-               f"{seconds * 1000:.0f} ms", bound)
-    # For comparison, not instead: the same goals met by the models compiled to SQL (sql/10), if measured.
-    if have("compiled_sql_row", "sql_expression", "seed_naive_row"):
-        ratio, speedup = us("compiled_sql_row") / us("sql_expression"), us("seed_naive_row") / us("compiled_sql_row")
-        target("alt_compiled_linear", "(sql/10) compiled_sql_row within 5x of sql_expression and >= 70x seed_naive_row",
-               ratio <= 5 and speedup >= 70, f"{ratio:.1f}x sql_expression, {speedup:,.0f}x seed_naive_row")
-    if have("compiled_sql_rf_row", "rf_sklearn_row"):
-        ratio = us("rf_sklearn_row") / us("compiled_sql_rf_row")
-        target("alt_compiled_forest", "(sql/10) compiled_sql_rf_row >= 50x faster than rf_sklearn_row", ratio >= 50,
-               f"{ratio:,.0f}x ({us('compiled_sql_rf_row'):,.1f} us/row)")
-    return targets
-
-
-def missing_results(results) -> list[str]:
-    names = by_name(results)
-    return [name for name in REQUIRED_RESULTS if name not in names]
-
-
-# --------------------------------------------------------------------------------------------------
-# Report
-# --------------------------------------------------------------------------------------------------
-def _number(value: float, digits: int = 2) -> str:
-    if value >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}f}"
-
-
-def format_table(results) -> str:
-    lines = [f"{'name':<28} {'group':<10} {'rows':>9} {'median s':>10} {'us/row':>11} {'rows/s':>13}  repeats",
-             "-" * 92]
-    for r in by_name(results).values():
-        lines.append(f"{r['name']:<28} {r['group']:<10} {r['rows']:>9,} {r['seconds']:>10.4f} "
-                     f"{_number(r['us_per_row']):>11} {r['rows_per_s']:>13,.0f}  {r['repeats']}")
-    return "\n".join(lines)
-
-
-def format_targets(targets: list[dict]) -> str:
-    lines = []
-    for t in targets:
-        lines.append(f"  [{'PASS' if t['passed'] else 'MISS'}] {t['goal']}: {t['measured']}")
-        if t.get("bound") and not t["passed"]:
-            lines.append(f"         bound: {t['bound']}")
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -395,6 +100,7 @@ class Bench:
         self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
         self._service = None
         self._models_on_disk: dict[str, str] = {}
+        self.checks: dict = {}                            # max |fast - sklearn| per path, from CORRECTNESS
         self.trigger_mode_before: str | None = None      # restored at the end
         self.hardened = False                             # sql/09 was applied: re-apply it at the end
         self._tmp = tempfile.TemporaryDirectory(prefix="pgmlkit-bench-")
@@ -422,15 +128,15 @@ class Bench:
         if result.rows == 1:
             shown = f"{result.seconds * 1000:,.1f} ms"
         else:
-            shown = f"{_number(result.us_per_row)} us/row, {result.rows_per_s:,.0f} rows/s"
+            shown = f"{short_number(result.us_per_row)} us/row, {result.rows_per_s:,.0f} rows/s"
         self.log(f"  {self.elapsed()}  {name:<28} {rows:>9,} rows x {len(samples)}  median {result.seconds:.4f} s"
                  f"  ({shown})")
         return result
 
     # ---- 1. schema -------------------------------------------------------------------------------
     def apply_sql(self) -> None:
-        from .config import SQL_DIR
-        from .db import run_sql_file
+        from ..config import SQL_DIR
+        from ..db import run_sql_file
 
         missing_files = [name for name in SQL_FILES if not (SQL_DIR / name).exists()]
         if self.scalar("SELECT to_regprocedure('prediction_trigger_mode()') IS NOT NULL"):
@@ -482,7 +188,7 @@ class Bench:
     def restore(self) -> None:
         """Leave the database as the workshop had it: the trigger mode, and sql/09's hardening.
         On a new connection if the run's own was lost (a server restart, say)."""
-        from .db import connect, run_sql_file
+        from ..db import connect, run_sql_file
 
         conn = self.conn if not self.conn.closed else connect()
         mode = self.trigger_mode_before
@@ -496,7 +202,8 @@ class Bench:
 
     # ---- 3. correctness --------------------------------------------------------------------------
     def check_predictions(self) -> dict:
-        """The fast paths must predict what scikit-learn predicts, or their speed means nothing."""
+        """The fast paths must predict what scikit-learn predicts, or their speed means nothing.
+        The differences are kept in self.checks (the forest step reports them beside its timings)."""
         n = self.sizes.check
         rows = f"(SELECT id, age, income, credit_score FROM customer_data ORDER BY id LIMIT {n}) AS s"
         linear = self.conn.execute(f"""
@@ -534,6 +241,7 @@ class Bench:
         if wrong:
             raise BenchError(f"a fast path does not predict what scikit-learn predicts on {n} rows "
                              f"(max |difference| per path): {wrong}")
+        self.checks = checks
         return checks
 
     # ---- 4. measurements -------------------------------------------------------------------------
@@ -564,8 +272,8 @@ class Bench:
         self.batch_call("batch", f"predict_purchase_batch({arrays})", s.bulk,
                         "the kit's bulk scoring (linear): arrays in, one vectorised predict, array out")
 
-    def measure_forest(self, checks):
-        s = self.sizes
+    def measure_forest(self):
+        s, checks = self.sizes, self.checks
         self.per_row("rf_sklearn_row", f"ml_predict_sklearn('{FOREST_MODEL}', {FEATURES_SQL})", s.rf_sklearn,
                      "RandomForest (100 trees), cached, scikit-learn predict() per row")
         self.per_row("rf_fast_row", f"ml_predict('{FOREST_MODEL}', {FEATURES_SQL})", s.rf_fast,
@@ -764,19 +472,17 @@ class Bench:
         finally:
             self.stop_service()
 
-    # ---- models compiled to SQL (sql/10, measured by pgmlkit.bench_compiled) ----------------------
+    # ---- models compiled to SQL (sql/10, measured by pgmlkit.bench.compiled) ----------------------
     def measure_compiled(self):
-        from .config import SQL_DIR
+        from ..config import SQL_DIR
 
         if not (SQL_DIR / "10_compiled_models.sql").exists():
             self.log("  (sql/10_compiled_models.sql is not there: skipped)")
             return
-        from . import bench_compiled
-
         try:
-            documents = bench_compiled.run(self.conn, self.quick)
+            documents = compiled.run(self.conn, self.quick)
         except Exception as error:                                # noqa: BLE001 — reported, then stop
-            raise BenchError(f"the compiled-to-SQL measurements (pgmlkit.bench_compiled) failed: "
+            raise BenchError(f"the compiled-to-SQL measurements (pgmlkit.bench.compiled) failed: "
                              f"{type(error).__name__}: {error}") from error
         configure_session(self.conn)
         for doc in documents:
@@ -835,29 +541,14 @@ class Bench:
                          pickled_bytes=runs[-1][4], holdout_r2=runs[-1][5])
 
     # ---- run -------------------------------------------------------------------------------------
-    def steps(self):
-        return [("schema", self.apply_sql), ("data and models", self.prepare),
-                ("correctness", None), ("per-row paths", self.measure_per_row), ("batch paths", self.measure_batch),
-                ("random forest", None), ("inserts and triggers", self.measure_inserts),
-                ("cold starts", self.measure_cold_starts), ("client and microservice", self.measure_client),
-                ("models compiled to SQL (sql/10)", self.measure_compiled),
-                ("models: complexity vs speed vs accuracy", self.measure_models),
-                ("training time vs rows", self.measure_training)]
-
     def run(self, only: set[str] | None = None) -> dict:
-        steps = self.steps()
-        checks = {}
+        """Every step in order (or, with `only`, the steps named there and the ALWAYS ones)."""
         try:
-            for number, (title, step) in enumerate(steps, 1):
-                if only and title not in only and number > 3:
+            for number, step in enumerate(STEPS, 1):
+                if only and step.name not in only and step.name not in ALWAYS:
                     continue
-                self.log(f"[{number:2d}/{len(steps)}] {title}")
-                if title == "correctness":
-                    checks = self.check_predictions()
-                elif title == "random forest":
-                    self.measure_forest(checks)
-                else:
-                    step()
+                self.log(f"[{number:2d}/{len(STEPS)}] {step.title}")
+                getattr(self, step.method)()
         finally:
             with contextlib.suppress(Exception):
                 self.stop_service()
@@ -865,7 +556,7 @@ class Bench:
                 self.restore()
             except Exception as error:                             # noqa: BLE001 — say it, do not hide it
                 self.log(f"  could not restore the database's previous state: {type(error).__name__}: {error}")
-        return {"environment": self.environment(checks), "results": [r.as_json() for r in self.results],
+        return {"environment": self.environment(self.checks), "results": [r.as_json() for r in self.results],
                 "targets": evaluate_targets(self.results)}
 
     def environment(self, checks) -> dict:
@@ -913,25 +604,34 @@ class Bench:
         }
 
 
-SESSION_SETTINGS = {
-    # One core, no compilation: every path is timed the same way, and none gets a parallel worker
-    # or a JIT compile the others do not (both would distort small runs the most).
-    "jit": "off",
-    "max_parallel_workers_per_gather": "0",
-    # A scan of a big table may start where another scan is (synchronized scans), so LIMIT n would
-    # read different rows from run to run; off, every run reads the same first n rows.
-    "synchronize_seqscans": "off",
-}
+class Step(NamedTuple):
+    name: str        # what --only takes
+    title: str       # what the progress log shows
+    method: str      # the Bench method that runs it
 
 
-def configure_session(conn) -> None:
-    for name, value in SESSION_SETTINGS.items():
-        conn.execute(f"SET {name} = {value}")
+SCHEMA, DATA, CORRECTNESS = "schema", "data", "correctness"
+STEPS = (
+    Step(SCHEMA, "schema", "apply_sql"),
+    Step(DATA, "data and models", "prepare"),
+    Step(CORRECTNESS, "correctness", "check_predictions"),
+    Step("per_row", "per-row paths", "measure_per_row"),
+    Step("batch", "batch paths", "measure_batch"),
+    Step("forest", "random forest", "measure_forest"),
+    Step("inserts", "inserts and triggers", "measure_inserts"),
+    Step("cold_starts", "cold starts", "measure_cold_starts"),
+    Step("client", "client and microservice", "measure_client"),
+    Step("compiled", "models compiled to SQL (sql/10)", "measure_compiled"),
+    Step("models", "models: complexity vs speed vs accuracy", "measure_models"),
+    Step("training", "training time vs rows", "measure_training"),
+)
+ALWAYS = (SCHEMA, DATA, CORRECTNESS)     # every measurement needs the schema, the models and the proof
+STEP_NAMES = tuple(step.name for step in STEPS)
 
 
 def run_benchmark(quick: bool = False, only=None, log=None, conn=None) -> dict:
     """Run the benchmark on the kit's database (DATABASE_URL) and return the bench.json document."""
-    from .db import connect
+    from ..db import connect
 
     owned = conn is None
     conn = conn or connect()
@@ -941,44 +641,3 @@ def run_benchmark(quick: bool = False, only=None, log=None, conn=None) -> dict:
     finally:
         if owned:
             conn.close()
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pgmlkit.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, fewer repeats (a few minutes; CI's smoke run)")
-    parser.add_argument("--output", default=str(KIT_ROOT / "build" / "bench.json"), help="where to write the JSON")
-    parser.add_argument("--only", nargs="*", help="run only these steps (by title), for debugging; the JSON is partial")
-    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    database = urlsplit(database_url()).path.lstrip("/")
-    print(f"pgmlkit bench ({'QUICK' if args.quick else 'full'}) on database {database} — progress below; "
-          "it replaces customer_data's rows and deploys new model versions there", file=sys.stderr, flush=True)
-    try:
-        document = run_benchmark(quick=args.quick, only=set(args.only) if args.only else None)
-    except BenchError as error:
-        print(f"\nbench: FAILED — {error}", file=sys.stderr)
-        return error.status
-    except ConnectionError as error:
-        print(f"\nbench: {error}", file=sys.stderr)
-        return 2
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(document, indent=2) + "\n")
-
-    print(format_table(document["results"]))
-    print(f"\nTargets (ratios measured in this run, {document['environment']['cores']} cores, "
-          f"{'QUICK' if args.quick else 'full'}):")
-    print(format_targets(document["targets"]))
-    missing = missing_results(document["results"])
-    print(f"\nWrote {output} in {time.perf_counter() - started:.0f} s"
-          + (f"; partial run, missing: {', '.join(missing)}" if missing else ""))
-    if missing and not args.only:
-        return 1
-    if args.strict and not all(t["passed"] for t in document["targets"]):
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
