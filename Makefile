@@ -15,7 +15,7 @@ lab: db venv  ## provision everything, then start JupyterLab on notebooks/
 
 test: db venv  ## provision everything, then run the SQL tests and every notebook under nbval
 	$(PY) -m pgmlkit.check
-	$(PY) -m pytest tests -m "not notebook_run" --durations=10
+	scripts/test_modules.sh
 	scripts/bench.sh --quick --output build/bench-quick.json
 	scripts/test_notebooks.sh
 
