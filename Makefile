@@ -13,10 +13,9 @@ help:  ## list the targets
 lab: db venv  ## provision everything, then start JupyterLab on notebooks/
 	@scripts/lab.sh
 
-test: db venv  ## provision everything, then run the SQL tests and every notebook under nbval
+test: db venv  ## provision everything, then every test (random order) and every notebook under nbval
 	$(PY) -m pgmlkit.check
 	scripts/test_modules.sh
-	scripts/bench.sh --quick --output build/bench-quick.json
 	scripts/test_notebooks.sh
 
 test-isolated: db venv  ## each test module alone on a freshly reset database (no test leans on another's rows)

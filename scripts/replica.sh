@@ -133,10 +133,12 @@ SQL
     as_owner rm -f "$DATA_DIR/postmaster.opts" "$DATA_DIR/pg-ml-kit.conf"
 }
 
+# The replica's settings and its server environment (PL/Python's PYTHONPATH among them): a change in
+# either restarts a running replica, so it never keeps serving with packages that moved or are gone.
 write_config() {
-    local conf_file="$CONF_DIR/postgresql.conf" before=""
-    (( AS_ROOT )) || conf_file="$DATA_DIR/postgresql.conf"
-    [[ -f "$conf_file" ]] && before=$(cat "$conf_file")
+    local env_file="$CONF_DIR/environment" conf_file="$CONF_DIR/postgresql.conf" before=""
+    (( AS_ROOT )) || { env_file="$DATA_DIR/pg-ml-kit.environment"; conf_file="$DATA_DIR/postgresql.conf"; }
+    before=$(cat "$conf_file" "$env_file" 2>/dev/null || true)
     if (( AS_ROOT )); then
         mkdir -p "$CONF_DIR"
         replica_conf > "$CONF_DIR/postgresql.conf"
@@ -150,11 +152,16 @@ write_config() {
         replica_conf > "$DATA_DIR/postgresql.conf"
         replica_hba > "$DATA_DIR/pg_hba.conf"
         : > "$DATA_DIR/pg_ident.conf"
+        server_env > "$env_file"
     fi
-    if [[ -n "$before" && "$before" != "$(cat "$conf_file")" ]] && replica_running; then
-        step "Restarting the replica: its settings changed (e.g. the primary's limits)"
-        if (( AS_ROOT )); then pg_ctlcluster "$PG_MAJOR" "$REPLICA_CLUSTER" restart -m fast
-        else "$PG_BIN/pg_ctl" -D "$DATA_DIR" -m fast -w restart >/dev/null; fi
+    if [[ -n "$before" && "$before" != "$(cat "$conf_file" "$env_file")" ]] && replica_running; then
+        step "Restarting the replica: its settings or server environment changed (e.g. the primary's limits or packages)"
+        if (( AS_ROOT )); then
+            pg_ctlcluster "$PG_MAJOR" "$REPLICA_CLUSTER" restart -m fast
+        else
+            "$PG_BIN/pg_ctl" -D "$DATA_DIR" -m fast -w stop >/dev/null
+            start_replica
+        fi
     fi
 }
 

@@ -48,8 +48,9 @@ for lane in cluster second; do
     # On failure the whole report; on success its durations and summary.
     if grep -qE '^(FAILED|ERROR) ' "$log" || ! tail -1 "$log" | grep -q ' passed'; then cat "$log"; else sed -n '/slowest/,$p' "$log"; fi
     summary=$(tail -1 "$log")
-    passed=$(( passed + $(grep -oE '[0-9]+ passed' <<<"$summary" | awk '{s += $1} END {print s + 0}') ))
-    failed=$(( failed + $(grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" | awk '{s += $1} END {print s + 0}') ))
+    # awk alone (no grep): a lane with nothing failed must not end the script under set -e/pipefail.
+    passed=$(( passed + $(awk '{for (i = 2; i <= NF; i++) if ($i ~ /^passed/) s += $(i-1)} END {print s + 0}' <<<"$summary") ))
+    failed=$(( failed + $(awk '{for (i = 2; i <= NF; i++) if ($i ~ /^(failed|errors?)/) s += $(i-1)} END {print s + 0}' <<<"$summary") ))
 done
 echo
 echo "pytest: $passed passed, $failed failed"

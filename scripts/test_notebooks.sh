@@ -19,9 +19,8 @@ ALONE=(notebooks/07_retraining.ipynb)                 # pg_cron: its database mu
 # that create cluster-wide roles (01's demo role, 09's least-privilege roles) share a lane, so no two
 # runs create or drop the same role at once. Balanced by measured run time.
 LANE1=(notebooks/00_setup_check.ipynb notebooks/01_plpython_basics.ipynb notebooks/09_production_checklist.ipynb
-       notebooks/04_training.ipynb notebooks/06_triggers.ipynb)
-LANE2=(notebooks/08_tradeoffs.ipynb notebooks/05_prediction.ipynb notebooks/10_compiled_and_replicas.ipynb
-       notebooks/02_sample_data.ipynb notebooks/03_serialisation.ipynb)
+       notebooks/04_training.ipynb notebooks/06_triggers.ipynb notebooks/02_sample_data.ipynb notebooks/03_serialisation.ipynb)
+LANE2=(notebooks/08_tradeoffs.ipynb notebooks/05_prediction.ipynb notebooks/10_compiled_and_replicas.ipynb)
 
 # run_notebook NOTEBOOK: reset, fresh, again, solutions. Prints one line per run; returns non-zero on a failure.
 run_notebook() {
@@ -29,23 +28,23 @@ run_notebook() {
     name=$(basename "$notebook" .ipynb)
     if ! scripts/db.sh reset >"build/nbval-$name-reset.log" 2>&1; then
         tail -20 "build/nbval-$name-reset.log" >&2
-        echo "FAILED $name (reset of $KIT_DB)"; return 1
+        echo "  FAIL $name (reset of $KIT_DB)"; return 1
     fi
     for run in fresh again; do
         log="build/nbval-$name-$run.log"
         if "$PY" -m pytest "${NBVAL[@]}" "$notebook" >"$log" 2>&1; then
-            echo "    $name $run [$KIT_DB]: $(tail -1 "$log")"
+            echo "  PASS $name $run [$KIT_DB]: $(tail -1 "$log")"
         else
-            tail -40 "$log" >&2; echo "FAILED $name ($run)"; status=1
+            tail -40 "$log" >&2; echo "  FAIL $name ($run): $log"; status=1
         fi
     done
     if grep -q '"exercise-answer"' "$notebook"; then
         log="build/nbval-$name-solutions.log"
         if "$PY" -m pytest -p no:cacheprovider -p no:randomly -q tests/test_exercises.py \
                 -k "test_solutions_pass_their_checks and $name" >"$log" 2>&1; then
-            echo "    $name solutions [$KIT_DB]: $(tail -1 "$log")"
+            echo "  PASS $name solutions [$KIT_DB]: $(tail -1 "$log")"
         else
-            tail -40 "$log" >&2; echo "FAILED $name (solutions)"; status=1
+            tail -40 "$log" >&2; echo "  FAIL $name (solutions): $log"; status=1
         fi
     fi
     return "$status"
@@ -86,8 +85,8 @@ else
     PGOPTIONS='-c client_min_messages=warning' psql "$(KIT_DB=postgres scripts/db.sh url)" -XAtq \
         -c "DROP DATABASE IF EXISTS \"${KIT_DB}_lane2\" WITH (FORCE)" >/dev/null 2>&1 || true
 fi
-passed=$(grep -c '^    ' "$results" || true)
-failed=$(grep -c '^FAILED' "$results" || true)
+passed=$(grep -c '^  PASS ' "$results" || true)
+failed=$(grep -c '^  FAIL ' "$results" || true)
 echo
-echo "notebooks ($count, in $(( SECONDS - started )) s): $passed passed, $failed failed"
-if (( failed )); then grep '^FAILED' "$results" | sed 's/^FAILED /  failed: /'; exit 1; fi
+echo "notebooks ($count: fresh, again, solutions; $(( SECONDS - started )) s): $passed passed, $failed failed"
+if (( failed )); then grep '^  FAIL ' "$results"; exit 1; fi

@@ -260,3 +260,33 @@ def test_compiled_sql_results_add_comparison_targets():
     assert t["alt_compiled_forest"]["passed"] and t["alt_compiled_forest"]["measured"].startswith("125x")
     t = targets(GOOD + [fake("compiled_sql_row", 3.0)])
     assert not t["alt_compiled_linear"]["passed"]              # 6x sql_expression
+
+
+def workshop_state(conn):
+    """What `make bench` must leave as it was: the workshop database's rows, models and functions."""
+    tables = {name for (name,) in conn.execute(
+        "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'").fetchall()}
+    counts = {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in ("customer_data", "ml_model_versions")
+              if t in tables}
+    functions = conn.execute("SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace").fetchone()[0]
+    return counts, functions
+
+
+def test_make_bench_runs_in_a_database_of_its_own_and_drops_it(bench_schema, conn, tmp_path):
+    """scripts/bench.sh (make bench) measures in <KIT_DB>_bench: the workshop database is untouched."""
+    import os
+    import subprocess
+
+    conn.execute("SELECT load_sample_customers(321, 7)")          # a row count the bench would not leave
+    before = workshop_state(conn)
+    output = tmp_path / "bench.json"
+    done = subprocess.run([str(pgmlkit.KIT_ROOT / "scripts" / "bench.sh"), "--quick", "--only", "per_row",
+                           "--output", str(output)], capture_output=True, text=True, timeout=900,
+                          cwd=pgmlkit.KIT_ROOT, env=os.environ | {"KIT_BENCH_DB": ""})
+    assert done.returncode == 0, done.stderr[-3000:]
+    database = pgmlkit.kit_settings()["KIT_DB"]
+    assert f"on database {database}_bench" in done.stderr
+    assert {r["name"] for r in json.loads(output.read_text())["results"]} >= {"seed_naive_row", "cached_row"}
+    assert workshop_state(conn) == before
+    assert conn.execute("SELECT count(*) FROM customer_data").fetchone()[0] == 321
+    assert not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [f"{database}_bench"]).fetchone()
