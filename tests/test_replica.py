@@ -100,6 +100,10 @@ def test_predictions_on_the_replica_match_the_primary(primary, replica):
 
 
 def test_the_replica_refuses_writes(primary, replica):
+    # A deployed model on the replica too, so ml_deploy_compiled gets as far as its write.
+    if not primary.execute("SELECT 1 FROM ml_models WHERE model_name = %s", [MODEL]).fetchone():
+        primary.execute("SELECT train_purchase_model(%s, 'linear', true, '{}', 0.2, 42, 2000)", [MODEL])
+    wait_for_replay(primary, replica)
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="read-only transaction"):
         replica.execute("SELECT train_purchase_model(%s, 'linear')", [MODEL])
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):

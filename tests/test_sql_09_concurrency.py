@@ -53,11 +53,16 @@ def deployed(db, name="purchase_predictor"):
     return db.execute("SELECT version FROM ml_models WHERE model_name = %s", [name]).fetchone()[0]
 
 
+def latest(db, name="purchase_predictor"):
+    """The newest version trained, deployed or not (an earlier run may have left undeployed ones)."""
+    return db.execute("SELECT max(version) FROM ml_model_versions WHERE model_name = %s", [name]).fetchone()[0]
+
+
 def test_retraining_while_sessions_insert(db):
     """Four application sessions insert and predict while a trainer retrains and promotes.
     No errors; every row names the version that predicted it; once the retrain has committed,
     every session's next statement uses the new version."""
-    old = deployed(db)
+    old, newest_before = deployed(db), latest(db)
     errors_before = db.execute("SELECT count(*) FROM ml_prediction_errors").fetchone()[0]
     committed = threading.Event()
     stop = threading.Event()
@@ -88,7 +93,7 @@ def test_retraining_while_sessions_insert(db):
     for t in threads:
         t.join(60)
     assert failures == []
-    assert new == old + 1
+    assert new == newest_before + 1 and deployed(db) == new
     for n, seen in results.items():
         assert seen, f"worker {n} inserted nothing"
         assert all(version in (old, new) for _, _, version, _ in seen), seen

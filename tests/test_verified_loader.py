@@ -158,10 +158,17 @@ def model_readers(conn) -> list[tuple[str, str]]:
         "       coalesce(p.proargnames, '{}'), p.proargtypes::regtype[]::text[]"
         "  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
         " WHERE n.nspname IN ('public', 'ml') AND p.prorettype <> 'trigger'::regtype AND p.prokind = 'f'").fetchall()
+    # A module of the server library that reads model bytes (through the loader, or by calling
+    # ml_load_model from Python): a function that imports it reads too.
+    library = pgmlkit.KIT_ROOT / "src" / "pgmlkit_server"
+    reading_modules = {p.stem for p in library.glob("*.py")
+                       if p.stem == "loader" or re.search(r"\bml_load_model\s*\(|\bloader\.|from \.loader import", p.read_text())}
+    assert {"loader", "runtime"} <= reading_modules, reading_modules
+    imports_a_reader = re.compile(rf"from pgmlkit_server import .*\b({'|'.join(sorted(reading_modules))})\b")
     reads = {"ml_load_model"}
     for _ in range(6):                                  # who calls a reader reads too (a few levels deep)
         reads |= {name for _, _, name, src, *_ in procs
-                  if "loader." in src or any(re.search(rf"\b{r}\s*\(", src) for r in reads)}
+                  if imports_a_reader.search(src) or any(re.search(rf"\b{r}\s*\(", src) for r in reads)}
     calls = []
     for signature, schema, name, src, required, argnames, types in procs:
         takes_name = any(re.fullmatch(r"(p_)?(model_)?name|(p_)?model", a or "") for a in argnames[:max(required, 1)])
