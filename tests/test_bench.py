@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import statistics
+import subprocess
 
 import pytest
 
@@ -264,19 +266,14 @@ def test_compiled_sql_results_add_comparison_targets():
 
 def workshop_state(conn):
     """What `make bench` must leave as it was: the workshop database's rows, models and functions."""
-    tables = {name for (name,) in conn.execute(
-        "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'").fetchall()}
-    counts = {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in ("customer_data", "ml_model_versions")
-              if t in tables}
+    counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("customer_data", "ml_model_versions")
+              if conn.execute("SELECT to_regclass(%s)", [t]).fetchone()[0]}
     functions = conn.execute("SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace").fetchone()[0]
     return counts, functions
 
 
 def test_make_bench_runs_in_a_database_of_its_own_and_drops_it(bench_schema, conn, tmp_path):
     """scripts/bench.sh (make bench) measures in <KIT_DB>_bench: the workshop database is untouched."""
-    import os
-    import subprocess
-
     conn.execute("SELECT load_sample_customers(321, 7)")          # rows of its own, a count the bench would not leave
     before = workshop_state(conn)
     output = tmp_path / "bench.json"
