@@ -36,8 +36,11 @@ DATA_CORRUPTED = "XX001"
 WRONG_STATE = "55000"                       # object_not_in_prerequisite_state
 TOO_LARGE = "54000"                         # program_limit_exceeded
 NOTHING_DEPLOYED = "P0002"                  # no_data_found
+# Both refusals name a fix that exists from sql/04 on (ml_promote comes with sql/07).
 FIX_SIGNED = ("Only the training path signs models: these bytes were written some other way. "
-              "Deploy a signed version: SELECT ml_promote(name, version);")
+              "Retrain it (SELECT train_purchase_model(name);) or deploy a signed version (sql/07: SELECT ml_promote(name, version);).")
+FIX_CHANGED = ("The bytes changed after they were stored. "
+               "Retrain it (SELECT train_purchase_model(name);) or deploy a known-good version (sql/07: SELECT ml_promote(name, version);).")
 
 
 class ModelRefused(Exception):
@@ -84,9 +87,7 @@ def verify(data: bytes, registered: Registered, key: bytes | None, *, max_bytes:
                            TOO_LARGE)
     if hashlib.sha256(data).hexdigest() != registered.sha256:
         raise ModelRefused(f"{label}: bytes do not match their sha256 digest; refusing to unpickle",
-                           "The bytes changed after they were stored. Store or deploy a known-good version: "
-                           "SELECT ml_promote(name, version);",
-                           DATA_CORRUPTED)
+                           FIX_CHANGED, DATA_CORRUPTED)
     if key is None:
         raise ModelRefused(f"{label}: the registry has no signing key, so no model can be verified; refusing to unpickle",
                            "Re-apply sql/04_training.sql as a superuser: it creates the key in ml_private.",
