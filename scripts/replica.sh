@@ -7,11 +7,11 @@
 #   ordinary user -> .kit/$REPLICA_CLUSTER, run as you, next to the primary of scripts/native_db.sh
 # The primary is never restarted or reconfigured: its defaults (wal_level = replica, 10 WAL senders)
 # and its pg_hba line for replication from 127.0.0.1 are all streaming replication needs.
-# Usage: replica.sh up | stop | status | exists | destroy        (REPLICA_PORT, default 5500)
+# Usage: replica.sh up | stop | status | exists | destroy        (REPLICA_PORT: kit.env, 5500)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
-REPLICA_PORT="${REPLICA_PORT:-5500}"
+REPLICA_PORT="${REPLICA_PORT:?kit.env names REPLICA_PORT}"
 REPLICA_CLUSTER="${REPLICA_CLUSTER:-${KIT_CLUSTER}_replica}"
 REPLICATION_ROLE="${REPLICATION_ROLE:-${KIT_CLUSTER}_replicator}"
 SLOT="${REPLICA_CLUSTER}"              # a physical slot: the primary keeps the WAL the replica still needs

@@ -15,13 +15,8 @@ import pytest
 
 import pgmlkit
 
-REPLICA_PORT = int(os.environ.get("REPLICA_PORT", "5500"))
 MODEL = "test_replica_model"
-
-
-def replica_url() -> str:
-    """DATABASE_URL with the replica's port: same database, same role (replicated with everything else)."""
-    return pgmlkit.database_url(port=REPLICA_PORT)
+replica_url = pgmlkit.replica_url     # REPLICA_PORT from the environment (as .ci/run sets it), else kit.env
 
 
 @pytest.fixture(scope="module")

@@ -287,3 +287,42 @@ def test_a_new_failure_message_is_noticed(tmp_path):
     assert fail_messages.covered(message.cause, "[FAIL] Widget <name> exploded: <why> (<date>).")
     doc = (ROOT / "docs" / "troubleshooting.md").read_text()
     assert not fail_messages.covered(message.cause, doc)
+
+
+# --- ports come from kit.env ------------------------------------------------------------------------
+def hard_coded_ports(text: str, ports: set[str]) -> list[str]:
+    """Lines of Python or shell code (comments dropped) that spell one of the kit's ports as a number."""
+    pattern = re.compile(r"(?<![\d.])(" + "|".join(sorted(ports)) + r")(?![\d.])")
+    return [line.strip() for line in text.splitlines() if pattern.search(line.split("#", 1)[0])]
+
+
+def test_code_reads_the_kit_ports_from_kit_env():
+    """.ci/run gives each run free ports; code that spells kit.env's ports finds a server only where one happens to run.
+
+    (CI once failed notebook 10 this way: it reached the replica on kit.env's fixed port, which only a developer's
+    machine had running.) Scripts take the ports from kit.env via common.sh, Python via pgmlkit.kit_settings().
+    test_stack_consistency.py is left out: its mutations rewrite the Docker files' port text on purpose.
+    """
+    settings = {key: value for key, _, value in (line.partition("=") for line in (ROOT / "kit.env").read_text().splitlines())
+                if key.endswith("_PORT")}
+    ports = {settings["KIT_PORT"], settings["REPLICA_PORT"]}
+    found = {}
+    for path in [*ROOT.glob("notebooks/*.ipynb"), *ROOT.glob("tests/*.py"), *ROOT.glob("src/**/*.py"),
+                 *ROOT.glob("tools/*.py"), *ROOT.glob("scripts/*.sh"), ROOT / ".ci" / "run"]:
+        if path.name == "test_stack_consistency.py":
+            continue
+        if path.suffix == ".ipynb":
+            text = "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code")
+        else:
+            text = path.read_text()
+        if lines := hard_coded_ports(text, ports):
+            found[str(path.relative_to(ROOT))] = lines
+    assert not found, f"ports {sorted(ports)} spelled out instead of read from kit.env: {found}"
+
+
+def test_a_hard_coded_port_is_noticed():
+    ports = {"6100", "6101"}
+    assert hard_coded_ports('url.replace(":6100", ":6101")', ports)
+    assert hard_coded_ports("psql -p 6101 -c 'SELECT 1'", ports)
+    assert not hard_coded_ports("assert diag.sqlstate == '61010'   # port 6101 in a comment", ports)
+    assert not hard_coded_ports("REPLICA_PORT = int(settings['REPLICA_PORT'])", ports)

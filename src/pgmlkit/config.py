@@ -42,6 +42,11 @@ def database_url(*, user: str | None = None, password: str | None = None, port: 
     return urlunsplit(parts._replace(netloc=f"{credentials}{parts.hostname or 'localhost'}" + (f":{port}" if port else "")))
 
 
+def replica_url() -> str:
+    """The read replica's URL (notebook 10, `make replica`): same database and role, REPLICA_PORT's port."""
+    return database_url(port=int(kit_settings()["REPLICA_PORT"]))
+
+
 def sqlalchemy_url() -> str:
     """The same URL for JupySQL/SQLAlchemy, which needs the driver named: postgresql+psycopg://"""
     url = database_url()
