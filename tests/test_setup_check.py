@@ -1,14 +1,62 @@
-"""The setup check reports what it must: real server versions agree; a mismatch is named with its fix."""
+"""The setup check reports what it must: real server versions agree; a mismatch is named with its fix;
+a model version the verified loader would refuse is reported at set-up."""
+import pickle
 import subprocess
 import sys
+import uuid
 
+import psycopg
+import pytest
+
+import pgmlkit
 from pgmlkit import check
 
 
 def test_real_stack_agrees_with_pins(conn):
-    lines = check.run_checks(conn)
+    # The registry's line is tested on a database of its own below: this one holds what other tests left.
+    lines = [line for line in check.run_checks(conn) if not line.text.startswith("model registry")]
     assert lines, "the check printed nothing"
     assert all(line.ok for line in lines), "\n".join(map(str, lines))
+
+
+@pytest.fixture()
+def scratch_database():
+    name = f"test_check_{uuid.uuid4().hex[:8]}"
+    with pgmlkit.connect() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(psycopg.conninfo.make_conninfo(pgmlkit.database_url(), dbname=name), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS plpython3u")
+            yield conn
+    finally:
+        with pgmlkit.connect() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_version_the_loader_would_refuse_is_reported(scratch_database):
+    conn = scratch_database
+    assert check.registry_signatures(conn) == [], "no registry yet (before sql/04): nothing to report"
+    for name in ("02_sample_data.sql", "04_training.sql"):
+        pgmlkit.run_sql_file(name, conn)
+    conn.execute("SELECT load_sample_customers(500, 42)")
+    conn.execute("SELECT train_purchase_model()")
+    [line] = check.registry_signatures(conn)
+    assert line.ok and "every one signed" in line.text, line
+
+    planted = pickle.dumps({"not": "a model"})
+    with conn.transaction():           # written around the training path, as an attacker with table access would
+        conn.execute("SET LOCAL session_replication_role = replica")
+        conn.execute("INSERT INTO ml_model_versions (model_name, version, model_data, model_sha256, algorithm, features,"
+                     "                               library_versions, source)"
+                     " SELECT 'planted', 1, %s, encode(sha256(%s), 'hex'), algorithm, features, library_versions, source"
+                     "   FROM ml_model_versions WHERE model_name = 'purchase_predictor'", [planted, planted])
+        conn.execute("UPDATE ml_model_versions SET model_data = %s, model_sha256 = encode(sha256(%s), 'hex')"
+                     " WHERE model_name = 'purchase_predictor'", [planted, planted])
+    [line] = check.registry_signatures(conn)
+    assert not line.ok, line
+    assert "2 of 2 version(s)" in line.text and "planted v1: unsigned" in line.text
+    assert "purchase_predictor v1: mismatch" in line.text
+    assert "train_purchase_model" in line.fix
 
 
 def test_server_reports_its_python_and_packages(conn, apply_sql):

@@ -1,7 +1,8 @@
 """The setup check (notebook 00 and `make check`): [ OK ] / [FAIL] lines, each failure naming its fix.
 
 Compares three things that must agree: the pins in requirements/server.txt, what PL/Python
-imports inside the server, and what this kernel imports.
+imports inside the server, and what this kernel imports. Once sql/04 has made the model registry,
+it also reports every version the verified loader would refuse (unsigned, or not matching its signature).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from .config import KIT_ROOT, database_url, kit_settings
 
 CHECKED_PACKAGES = ("scikit-learn", "numpy", "pandas", "scipy", "joblib", "skops")
 FIX_SERVER = "the server's packages differ from the pins: `make db-destroy && make db` rebuilds them from requirements/server.txt"
+FIX_UNSIGNED = ("retrain each model (SELECT train_purchase_model(name);) so the training path signs it; a 'mismatch' means "
+                "its bytes changed after they were signed: find out who wrote them before anything else")
 FIX_CLIENT = "the kernel's packages differ from the pins: `make clean && make venv` rebuilds .venv, then restart the kernel"
 
 
@@ -74,6 +77,21 @@ def compare(server: dict, client: dict, pins: dict[str, str], python_minor: str)
     return lines
 
 
+def registry_signatures(conn) -> list[Line]:
+    """The model registry (sql/04 on) is signed: a version the verified loader would refuse is reported here,
+    at set-up, not at the first prediction. Nothing to say before sql/04 has made the registry."""
+    if not conn.execute("SELECT to_regprocedure('ml_private.model_signature_status(text, integer)')").fetchone()[0]:
+        return []
+    rows = conn.execute("SELECT model_name, version, ml_private.model_signature_status(model_name, version)"
+                        "  FROM ml_model_versions ORDER BY model_name, version").fetchall()
+    refused = [f"{name} v{version}: {status}" for name, version, status in rows if status != "valid"]
+    if not refused:
+        return [Line(True, f"model registry: {len(rows)} version(s), every one signed")]
+    shown = ", ".join(refused[:5]) + (f", … {len(refused) - 5} more" if len(refused) > 5 else "")
+    return [Line(False, f"model registry: {len(refused)} of {len(rows)} version(s) the loader will refuse ({shown})",
+                 FIX_UNSIGNED)]
+
+
 def run_checks(conn=None) -> list[Line]:
     """Connect, check plpython3u, ask the server for its environment, and compare."""
     import json
@@ -97,7 +115,8 @@ def run_checks(conn=None) -> list[Line]:
     lines.append(Line(True, "plpython3u is installed"))
     run_sql_file("00_setup_check.sql", conn)
     server = json.loads(conn.execute("SELECT kit_server_environment()::text").fetchone()[0])
-    return lines + compare(server, client_environment(), pinned_versions(), settings["PYTHON_MINOR"])
+    lines += compare(server, client_environment(), pinned_versions(), settings["PYTHON_MINOR"])
+    return lines + registry_signatures(conn)
 
 
 def main() -> int:
