@@ -1,21 +1,25 @@
 """Every exercise's hidden solution passes its check, run inside its own notebook.
 
 For each notebook, the cells tagged `exercise-answer` (first line: `# Exercise NN.k ...`) are
-replaced by notebooks/solutions/NN_k.py, the notebook is executed top to bottom on the real
-database, and every cell tagged `exercise-check` must print "✅ Correct".
+replaced by notebooks/solutions/NN_k.py (tools/with_solutions.py), the notebook is executed top to
+bottom on the real database, and every cell tagged `exercise-check` must print "✅ Correct".
+scripts/test_notebooks.sh runs that copy under nbval as each notebook's second run.
 """
 from __future__ import annotations
 
-import re
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-SOLUTIONS = NOTEBOOKS / "solutions"
-EXERCISE_ID = re.compile(r"#\s*Exercise\s+(\d\d\.\d+)")
+import pgmlkit.exercises
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+from with_solutions import EXERCISE_ID, IGNORE_OUTPUT, NOTEBOOKS, SOLUTIONS, exercise_ids, with_solutions  # noqa: E402
 
 
 def notebooks_with_exercises():
@@ -25,16 +29,6 @@ def notebooks_with_exercises():
         if any("exercise-answer" in c.metadata.get("tags", []) for c in nb.cells):
             found.append(path)
     return found
-
-
-def exercise_ids(nb) -> list[str]:
-    ids = []
-    for cell in nb.cells:
-        if "exercise-answer" in cell.metadata.get("tags", []):
-            match = EXERCISE_ID.search(cell.source)
-            assert match, f"an exercise-answer cell lacks '# Exercise NN.k': {cell.source[:80]!r}"
-            ids.append(match.group(1))
-    return ids
 
 
 @pytest.mark.parametrize("path", notebooks_with_exercises(), ids=lambda p: p.name)
@@ -54,11 +48,7 @@ def test_notebook_has_two_exercises_with_solutions_and_checks(path):
 @pytest.mark.notebook_run      # scripts/test_notebooks.sh runs it right after each notebook's nbval runs
 @pytest.mark.parametrize("path", notebooks_with_exercises(), ids=lambda p: p.name)
 def test_solutions_pass_their_checks(path):
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
-        if "exercise-answer" in cell.metadata.get("tags", []):
-            exercise_id = EXERCISE_ID.search(cell.source).group(1)
-            cell.source = (SOLUTIONS / f"{exercise_id.replace('.', '_')}.py").read_text()
+    nb = with_solutions(nbformat.read(path, as_version=4))
     NotebookClient(nb, kernel_name="pg-ml-kit", timeout=600,
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
     outputs = []
@@ -68,3 +58,29 @@ def test_solutions_pass_their_checks(path):
             outputs.append(text)
             assert "✅ Correct" in text, f"{path.name}: a solution fails its check:\n{cell.source}\n{text}"
     assert outputs
+
+
+def test_the_copy_with_solutions_answers_every_exercise_and_ignores_only_their_outputs():
+    path = NOTEBOOKS / "05_prediction.ipynb"
+    original = nbformat.read(path, as_version=4)
+    copy = with_solutions(original)
+    assert len(copy.cells) == len(original.cells)
+    for before, after in zip(original.cells, copy.cells):
+        tags = before.metadata.get("tags", [])
+        if "exercise-answer" in tags:
+            assert after.source == (SOLUTIONS / f"{EXERCISE_ID.search(before.source).group(1).replace('.', '_')}.py").read_text()
+            assert "answer = ..." in before.source                  # the original is left unanswered
+        else:
+            assert after.source == before.source
+        ignored = IGNORE_OUTPUT in after.metadata.get("tags", [])
+        assert ignored == bool({"exercise-answer", "exercise-check", IGNORE_OUTPUT} & set(tags)), (tags, after.source[:60])
+
+
+def test_a_failing_check_raises_only_in_strict_mode(monkeypatch, capsys):
+    pgmlkit.exercises.check("00.1", ...)                            # an attendee's unanswered exercise: feedback
+    assert "❌ Not yet" in capsys.readouterr().out
+    monkeypatch.setenv("PGMLKIT_EXERCISES_STRICT", "1")
+    with pytest.raises(AssertionError, match="00.1.*unanswered"):
+        pgmlkit.exercises.check("00.1", ...)
+    with pytest.raises(AssertionError, match="00.1"):
+        pgmlkit.exercises.check("00.1", "a wrong answer")
