@@ -87,7 +87,7 @@ def assert_agrees(got, want, rel=1e-9):
 
 
 # ---- a tiny evaluator for the SQL the compiler writes ----------------------------------------------
-TOKEN = re.compile(r"\s*(?:(-?\d+(?:\.\d*)?(?:e[-+]?\d+)?)|(::float8)|(<=|<|\+|-|\*|/|\(|\))|([A-Za-z_][A-Za-z0-9_]*))")
+TOKEN = re.compile(r"\s*(?:'?(-?\d+(?:\.\d*)?(?:e[-+]?\d+)?)'?|(::float8)|(<=|<|\+|-|\*|/|\(|\))|([A-Za-z_][A-Za-z0-9_]*))")
 
 
 def tokens(text):
@@ -199,7 +199,7 @@ def sql_predictions(model, rows):
 
 def test_the_evaluator_reads_the_compilers_grammar():
     f = parse("CASE WHEN a IS NULL OR b IS NULL THEN NULL ELSE "
-              "(CASE WHEN a <= 1.5 THEN 2.0::float8 ELSE -3.0::float8 END + 1e-05::float8) / 2 END")
+              "(CASE WHEN a <= '1.5'::float8 THEN '2.0'::float8 ELSE -3.0::float8 END + 1e-05::float8) / 2 END")
     assert f({"a": 1.0, "b": 0.0}) == (2.0 + 1e-05) / 2
     assert f({"a": 2.0, "b": 0.0}) == (-3.0 + 1e-05) / 2
     assert f({"a": None, "b": 0.0}) is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 
 import numpy as np
 import pandas as pd
@@ -220,3 +221,26 @@ def test_refusals_are_clear(db):
 def test_file_applies_twice(conn, apply_sql):
     apply_sql("02_sample_data.sql", "04_training.sql", "10_compiled_models.sql", "10_compiled_models.sql")
     assert conn.execute("SELECT to_regprocedure('ml_compiled_is_current(text)') IS NOT NULL").fetchone()[0]
+
+
+def test_tree_constants_are_stored_as_float8_not_numeric(db):
+    """'0.5'::float8 is a float8 constant when the function is created; a bare 0.5 is NUMERIC plus a cast
+    that every planning of an inlined call folds again (and stores twice the parse tree)."""
+    db.execute("SELECT train_purchase_model('test10_decision_tree', 'decision_tree', true, '{\"max_depth\": 4}', 0.2, 42, 5000)")
+    sql = db.execute("SELECT ml_compile_to_sql('test10_decision_tree', 'test10_decision_tree_sql')").fetchone()[0]
+    assert "'::float8 THEN" in sql and not re.search(r"(<=|<) -?\d", sql), sql[:400]
+    db.execute("SELECT ml_deploy_compiled('test10_decision_tree', 'test10_decision_tree_sql')")
+    (body,) = db.execute("SELECT prosqlbody::text FROM pg_proc WHERE proname = 'test10_decision_tree_sql'").fetchone()
+    assert ":consttype 701 " in body and ":consttype 1700 " not in body      # float8 (701), never numeric (1700)
+
+
+def test_the_bench_takes_a_statement_apart(db):
+    from pgmlkit.bench.compiled import statement_costs
+    db.execute("SELECT train_purchase_model('test10_forest', 'random_forest', true, '{\"n_estimators\": 5, \"max_depth\": 5}', 0.2, 42, 5000)")
+    db.execute("SELECT ml_deploy_compiled('test10_forest', 'test10_forest_sql')")
+    db.execute("SET jit = off")
+    costs = statement_costs(db, "test10_forest_sql", 500, with_default_jit=True)
+    assert costs["planning_ms"] > 0 and costs["executor_start_ms"] > 0 and costs["marginal_us_per_row"] > 0
+    assert costs["stored_body_bytes"] > 1000 and costs["rows_measured"] == 500
+    assert set(costs["default_jit"]) == {"planning_ms", "execution_ms", "jit_ms"}
+    assert db.execute("SHOW jit").fetchone()[0] == "off"          # the session's setting is put back

@@ -8,6 +8,10 @@ Results:
   compiled_sql_rf_row         the deployed forest (purchase_rf) as a sum of CASE trees
   compiled_sql_rf_numeric_row the same forest fed NUMERIC/integer columns: the cast is repeated at every
                               tree node, because inlining copies the argument expression into each use
+  compiled_sql_rf_statement   the forest's cost per statement, taken apart with EXPLAIN ANALYZE: planning (the
+                              inlined body is re-read and folded for every statement) + executor start-up (one
+                              row: the expression is prepared) as its time, marginal_us_per_row for each further
+                              row; with the full bench also one statement at the server's default JIT settings
   compiled_sql_rf_sweep_<n>   forests of n trees: µs/row of the SQL function and of ml_predict (sql/05's
                               compiled-Python path), SQL text size, planning time, compile time
 It expects the data and models the bench's prepare() made (purchase_predictor, purchase_rf); a missing
@@ -53,6 +57,33 @@ def planning_ms(conn, sql, params) -> float:
     """The planner's time for one statement (inlining + constant folding of the whole expression)."""
     plan = "\n".join(r[0] for r in conn.execute("EXPLAIN (SUMMARY) " + sql, params))
     return float(re.search(r"Planning Time: ([\d.]+) ms", plan).group(1))
+
+
+def explain_ms(conn, sql, params) -> dict:
+    """Planning, execution and JIT milliseconds of one statement, from EXPLAIN (ANALYZE, SUMMARY)."""
+    plan = "\n".join(r[0] for r in conn.execute("EXPLAIN (ANALYZE, SUMMARY) " + sql, params))
+    jit = re.search(r"Timing: .*Total ([\d.]+) ms", plan)
+    return {"planning_ms": float(re.search(r"Planning Time: ([\d.]+) ms", plan).group(1)),
+            "execution_ms": float(re.search(r"Execution Time: ([\d.]+) ms", plan).group(1)),
+            "jit_ms": float(jit.group(1)) if jit else 0.0}
+
+
+def statement_costs(conn, function, rows, with_default_jit=False) -> dict:
+    """Where a statement calling `function` spends its time: fixed costs, then per row."""
+    sql = f"SELECT sum({function}(age, income, credit_score)) FROM {FLOAT_ROWS}"
+    one, many = explain_ms(conn, sql, [1]), explain_ms(conn, sql, [rows])
+    stored = conn.execute("SELECT length(prosqlbody::text) FROM pg_proc WHERE oid = to_regprocedure(%s)",
+                          [f"{function}(float8, float8, float8)"]).fetchone()[0]
+    costs = {"planning_ms": many["planning_ms"], "executor_start_ms": one["execution_ms"],
+             "marginal_us_per_row": (many["execution_ms"] - one["execution_ms"]) / (rows - 1) * 1000,
+             "stored_body_bytes": stored, "rows_measured": rows}
+    if with_default_jit:                               # the server's defaults: jit = on, jit_above_cost = 100000, ...
+        conn.execute("RESET jit")
+        try:
+            costs["default_jit"] = explain_ms(conn, sql, [rows])
+        finally:
+            conn.execute("SET jit = off")
+    return costs
 
 
 def _per_row(conn, name, group, expression, rows_sql, n, repeats, description, **extra) -> Result:
@@ -101,6 +132,11 @@ def run(conn, quick: bool) -> list[dict]:
                             "the same forest on the raw integer/NUMERIC columns: inlining repeats the casts at "
                             "every tree node", **info))
     results = [r.as_json() for r in results]
+    costs = statement_costs(conn, "purchase_rf_sql", n_rf, with_default_jit=not quick)
+    results.append(Result("compiled_sql_rf_statement", "compiled", 1,
+                          [(costs["planning_ms"] + costs["executor_start_ms"]) / 1000],
+                          "the compiled forest's fixed cost per statement (planning + executor start-up; one "
+                          "'row' is one statement); marginal_us_per_row: each further row", {**costs, **info}).as_json())
     results += sweep(conn, (1, 5, 20) if quick else (1, 5, 10, 25, 50, 100), max_depth=8,
                      train_rows=5_000 if quick else 20_000, rows=1_000 if quick else 5_000, repeats=repeats)
     return results
