@@ -326,3 +326,40 @@ def test_a_hard_coded_port_is_noticed():
     assert hard_coded_ports("psql -p 6101 -c 'SELECT 1'", ports)
     assert not hard_coded_ports("assert diag.sqlstate == '61010'   # port 6101 in a comment", ports)
     assert not hard_coded_ports("REPLICA_PORT = int(settings['REPLICA_PORT'])", ports)
+
+
+# --- every block of sql/NN is run by notebook NN ------------------------------------------------------
+BLOCK = re.compile(r"^-- @block (\w+)", re.M)
+RUN_BLOCK = re.compile(r"pgmlkit\.run_sql_block\(\s*[\"']([\w.]+\.sql)[\"']\s*,\s*[\"'](\w+)[\"']")
+
+
+def unrun_blocks(notebook: Path, sql_dir: Path) -> list[str]:
+    """Blocks of the notebook's own sql/NN_*.sql that it never runs: neither the whole file (run_sql_file
+    in a cell naming the file) nor the block (run_sql_block). Such a block is taught but not created."""
+    cells = [c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
+    missing = []
+    for sql in sorted(sql_dir.glob(f"{notebook.name[:2]}_*.sql")):
+        if any("run_sql_file(" in c and re.search(rf"[\"']{re.escape(sql.name)}[\"']", c) for c in cells):
+            continue
+        ran = {block for c in cells for file, block in RUN_BLOCK.findall(c) if file == sql.name}
+        missing += [f"{sql.name}:{block}" for block in BLOCK.findall(sql.read_text()) if block not in ran]
+    return missing
+
+
+def test_each_notebook_runs_every_block_of_its_sql_file():
+    """sql/ is the single source: a block the notebook shows or relies on must also be created by it
+    (notebook 04 once missed three blocks of sql/04 and failed on a fresh database)."""
+    gaps = {p.name: unrun_blocks(p, ROOT / "sql") for p in notebook_paths()}
+    assert not {name: blocks for name, blocks in gaps.items() if blocks}, gaps
+
+
+def test_an_unrun_block_is_noticed(tmp_path):
+    (tmp_path / "sql").mkdir()
+    (tmp_path / "sql" / "04_x.sql").write_text("-- @block first\nSELECT 1;\n-- @block second\nSELECT 2;\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('pgmlkit.run_sql_block("04_x.sql", "first")'),
+                                         nbformat.v4.new_code_cell('pgmlkit.show_sql("04_x.sql", "second")')])
+    nbformat.write(nb, tmp_path / "04_x.ipynb")
+    assert unrun_blocks(tmp_path / "04_x.ipynb", tmp_path / "sql") == ["04_x.sql:second"]
+    nb.cells.append(nbformat.v4.new_code_cell('for name in ("04_x.sql",):\n    pgmlkit.run_sql_file(name)'))
+    nbformat.write(nb, tmp_path / "04_x.ipynb")
+    assert unrun_blocks(tmp_path / "04_x.ipynb", tmp_path / "sql") == []
