@@ -3,12 +3,12 @@ a model version the verified loader would refuse is reported at set-up."""
 import pickle
 import subprocess
 import sys
-import uuid
 
 import psycopg
 import pytest
 
 import pgmlkit
+from conftest import own_database
 from pgmlkit import check
 
 
@@ -21,16 +21,8 @@ def test_real_stack_agrees_with_pins(conn):
 
 @pytest.fixture()
 def scratch_database():
-    name = f"test_check_{uuid.uuid4().hex[:8]}"
-    with pgmlkit.connect() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        with psycopg.connect(psycopg.conninfo.make_conninfo(pgmlkit.database_url(), dbname=name), autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS plpython3u")
-            yield conn
-    finally:
-        with pgmlkit.connect() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_database("test_check") as url, psycopg.connect(url, autocommit=True) as conn:
+        yield conn
 
 
 def test_a_version_the_loader_would_refuse_is_reported(scratch_database):

@@ -18,9 +18,9 @@ import re
 import psycopg
 import pytest
 from psycopg import errors
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import pgmlkit
+from conftest import own_database
 
 # --- the slides, verbatim ---------------------------------------------------------------------------
 
@@ -235,19 +235,8 @@ def run_new_customer_and_retrain(conn, formula_check: bool) -> None:
 @pytest.fixture()
 def talk_database():
     """A database of its own (dropped afterwards): the talk starts with CREATE EXTENSION."""
-    params = conninfo_to_dict(pgmlkit.database_url())
-    name = f"{params['dbname']}_talk"
-    admin_url = make_conninfo(pgmlkit.database_url(), dbname="postgres")
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    conn = psycopg.connect(make_conninfo(pgmlkit.database_url(), dbname=name), autocommit=True)
-    try:
+    with own_database("test_talk", plpython=False) as url, psycopg.connect(url, autocommit=True) as conn:
         yield conn
-    finally:
-        conn.close()
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_the_talk_from_an_empty_database_then_the_kit_over_it(talk_database):

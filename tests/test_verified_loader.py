@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 import pgmlkit
+from conftest import own_database
 
 ROOT = Path(__file__).resolve().parents[1]
 LOADER = ROOT / "src/pgmlkit_server/loader.py"
@@ -91,13 +92,8 @@ ROLES = ["ml_app", "ml_trainer"]
 @pytest.fixture(scope="module")
 def fresh():
     """A database of this module's own, with every sql/ file applied, models trained and deployed."""
-    name = f"test_loader_{uuid.uuid4().hex[:8]}"
-    with pgmlkit.connect() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = psycopg.conninfo.make_conninfo(pgmlkit.database_url(), dbname=name)
-    try:
+    with own_database("test_loader") as url:
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS plpython3u")     # as provisioning does for the kit's
             for file in FILES:
                 pgmlkit.run_sql_file(file, conn)
             conn.execute("SELECT use_prediction_trigger('none')")
@@ -107,9 +103,6 @@ def fresh():
             conn.execute("SELECT serialisation_demo_train('demo', 'pickle')")
             conn.execute("SELECT ml_deploy_compiled('purchase_predictor', 'planted_predictor_sql')")
         yield url
-    finally:
-        with pgmlkit.connect() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_no_function_in_the_database_deserialises(fresh):
