@@ -173,6 +173,17 @@ CREATE TABLE IF NOT EXISTS ml_private.model_signatures (
     PRIMARY KEY (model_name, version)
 );
 REVOKE ALL ON ml_private.model_signatures FROM PUBLIC;
+-- The learned numbers beside the bytes (parameters: a linear model's coefficients) are signed too:
+-- sql/05's fast path predicts from them without reading the bytes.
+ALTER TABLE ml_private.model_signatures ADD COLUMN IF NOT EXISTS parameters_hmac text;
+CREATE OR REPLACE FUNCTION ml_private.parameters_hmac(key bytea, model_name text, version integer, parameters jsonb)
+RETURNS text
+LANGUAGE plpython3u IMMUTABLE STRICT          -- no parameters: no signature (NULL)
+AS $$
+from pgmlkit_server.loader import parameters_hmac
+return parameters_hmac(key, model_name, version, parameters)
+$$;
+REVOKE EXECUTE ON FUNCTION ml_private.parameters_hmac(bytea, text, integer, jsonb) FROM PUBLIC;
 
 -- Sign a version that is already in the registry: the bytes are read from the table, never
 -- taken from the caller. Called by register_model_version below, i.e. on the training path.
@@ -182,16 +193,19 @@ LANGUAGE sql
 SECURITY DEFINER
 SET search_path = ml_private, pg_temp
 AS $$
-    INSERT INTO ml_private.model_signatures (model_name, version, hmac)
-    SELECT v.model_name, v.version, ml_private.model_hmac(k.key, v.model_name, v.version, v.library_versions, v.model_data)
+    INSERT INTO ml_private.model_signatures (model_name, version, hmac, parameters_hmac)
+    SELECT v.model_name, v.version, ml_private.model_hmac(k.key, v.model_name, v.version, v.library_versions, v.model_data),
+           ml_private.parameters_hmac(k.key, v.model_name, v.version, v.parameters)     -- NULL without parameters
       FROM public.ml_model_versions v, ml_private.model_signing_key k
      WHERE v.model_name = p_model_name AND v.version = p_version
-    ON CONFLICT (model_name, version) DO UPDATE SET hmac = excluded.hmac, signed_at = now(), signed_by = session_user
+    ON CONFLICT (model_name, version) DO UPDATE
+        SET hmac = excluded.hmac, parameters_hmac = excluded.parameters_hmac, signed_at = now(), signed_by = session_user
     RETURNING hmac
 $$;
 
--- 'valid', 'unsigned', 'mismatch' or 'no key': the same verdict as the loader's, for audits
--- (sql/00's setup check, notebook 09). The loader itself does not ask it: it checks the HMAC in Python.
+-- 'valid', 'unsigned', 'mismatch' or 'no key', for the bytes and the parameters together: the same
+-- verdict as the loader's, for audits (the setup check, notebook 09) and for sql/05's fast path, which
+-- predicts from the parameters. The loader itself checks the bytes' HMAC in Python.
 CREATE OR REPLACE FUNCTION ml_private.model_signature_status(p_model_name text, p_version integer)
 RETURNS text
 LANGUAGE sql STABLE
@@ -200,9 +214,12 @@ SET search_path = ml_private, pg_temp
 AS $$
     SELECT CASE WHEN k.key IS NULL THEN 'no key'
                 WHEN s.hmac IS NULL THEN 'unsigned'
-                WHEN s.hmac = ml_private.model_hmac(k.key, v.model_name, v.version, v.library_versions, v.model_data)
-                     THEN 'valid'
-                ELSE 'mismatch' END
+                WHEN s.hmac IS DISTINCT FROM ml_private.model_hmac(k.key, v.model_name, v.version, v.library_versions,
+                                                                    v.model_data) THEN 'mismatch'
+                WHEN v.parameters IS NOT NULL AND s.parameters_hmac IS NULL THEN 'unsigned'
+                WHEN s.parameters_hmac IS DISTINCT FROM ml_private.parameters_hmac(k.key, v.model_name, v.version,
+                                                                                   v.parameters) THEN 'mismatch'
+                ELSE 'valid' END
       FROM (SELECT 1) AS one
       LEFT JOIN ml_private.model_signing_key k ON true
       LEFT JOIN public.ml_model_versions v ON v.model_name = p_model_name AND v.version = p_version
@@ -215,6 +232,8 @@ REVOKE EXECUTE ON FUNCTION ml_private.sign_model_version(text, integer),
 -- its versions whose bytes still match their digest are signed — applying the file says "I trust
 -- what is in the registry now". Once anything is signed, later runs sign nothing: a row planted
 -- afterwards stays unsigned whoever re-applies the file (sql/00, sql/09 and notebook 09 report it).
+-- Versions signed before the parameters were (an older kit's) get theirs once, if their bytes' signature is
+-- valid: new versions are signed whole at registration, so nothing planted later matches this.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM ml_private.model_signatures) THEN
@@ -222,6 +241,12 @@ BEGIN
            FROM ml_model_versions v
           WHERE v.model_sha256 = encode(sha256(v.model_data), 'hex');
     END IF;
+    UPDATE ml_private.model_signatures s
+       SET parameters_hmac = ml_private.parameters_hmac(k.key, v.model_name, v.version, v.parameters)
+      FROM ml_model_versions v, ml_private.model_signing_key k
+     WHERE s.parameters_hmac IS NULL AND v.parameters IS NOT NULL
+       AND v.model_name = s.model_name AND v.version = s.version
+       AND s.hmac = ml_private.model_hmac(k.key, v.model_name, v.version, v.library_versions, v.model_data);
 END;
 $$;
 

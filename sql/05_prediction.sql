@@ -91,8 +91,9 @@ $$;
 -- How an entry evaluates its model (each fast path is first checked against the model's own
 -- predict() on probe rows, to 1e-9 relative, and replaced by predict() if it disagrees):
 --   linear regressors   intercept + Σ coefficient·feature in plain Python. With the registry's
---                       `parameters` (train_purchase_model writes them) nothing is unpickled and
---                       scikit-learn is not even imported: a new session predicts in milliseconds.
+--                       `parameters` (train_purchase_model writes them; signed with the bytes, and
+--                       the signature checked first) nothing is unpickled and scikit-learn is not
+--                       even imported: a new session predicts in milliseconds.
 --   tree ensembles      DecisionTree, RandomForest, ExtraTrees, GradientBoosting and
 --                       HistGradientBoosting regressors: the fitted trees are compiled into one
 --                       Python function of nested comparisons with constants, summed in

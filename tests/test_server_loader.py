@@ -143,3 +143,15 @@ def test_skops_untrusted_types_are_refused_and_joblib_goes_through_the_same_chec
     joblib.dump(Canary(), buffer)
     data = buffer.getvalue()
     assert "signature unsigned" in refusal(data, facts(data, signature=None, fmt="joblib")).message
+
+
+def test_the_parameters_signature_covers_name_version_and_every_number():
+    params = '{"intercept": 1.5, "coefficients": {"age": 2.0}}'
+    signed = loader.parameters_hmac(KEY, "m", 1, params)
+    assert signed == loader.parameters_hmac(KEY, "m", 1, params)
+    for changed in (loader.parameters_hmac(KEY, "m", 1, params.replace("1.5", "1.6")),
+                    loader.parameters_hmac(KEY, "m", 2, params), loader.parameters_hmac(KEY, "n", 1, params),
+                    loader.parameters_hmac(b"another key of 32 bytes or more!!", "m", 1, params)):
+        assert changed != signed
+    # never equal to a signature of bytes that spell the same message without the "parameters" tag
+    assert signed != loader.model_hmac(KEY, "m", 1, params, b"")

@@ -262,3 +262,39 @@ def test_least_privilege(fresh):
         assert not ({"ml_app", "ml_trainer"} & set(who)) or function.startswith("ml."), (function, who)
     assert writable == [], "ml_app / ml_trainer may write model bytes"
     assert key_readers == []
+
+
+def test_a_hand_edited_coefficient_is_refused_like_a_planted_pickle():
+    """The linear fast path predicts from ml_model_versions.parameters, not from the bytes: those numbers
+    are signed too, and a change to them (triggers bypassed, the bytes untouched) is refused."""
+    with own_database("test_coefficients") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for file in ("02_sample_data.sql", "04_training.sql", "05_prediction.sql"):
+                pgmlkit.run_sql_file(file, conn)
+            conn.execute("SELECT load_sample_customers(2000, 42)")
+            conn.execute("SELECT train_purchase_model()")
+            assert conn.execute("SELECT ml_private.model_signature_status('purchase_predictor', 1)").fetchone()[0] == "valid"
+            genuine = conn.execute("SELECT predict_purchase_cached(30, 60000, 720)").fetchone()[0]
+            with conn.transaction():
+                conn.execute("SET LOCAL session_replication_role = replica")
+                conn.execute("UPDATE ml_model_versions SET parameters = jsonb_set(parameters, '{intercept}', '1e6')"
+                             " WHERE model_name = 'purchase_predictor'")
+            assert conn.execute("SELECT ml_private.model_signature_status('purchase_predictor', 1)").fetchone()[0] == "mismatch"
+        for call in ("predict_purchase_cached(30, 60000, 720)", "ml_predict('purchase_predictor', ARRAY[30, 60000, 720])"):
+            with psycopg.connect(url, autocommit=True) as session:          # a new session: nothing cached
+                with pytest.raises(psycopg.errors.DataCorrupted, match="signature mismatch; refusing to predict"):
+                    session.execute(f"SELECT {call}")
+
+        # An older kit's registry: bytes signed, coefficients not. Re-applying sql/04 signs them once,
+        # because the bytes' signature is valid; then they predict again.
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT train_purchase_model()")                  # version 2, genuine
+            conn.execute("UPDATE ml_private.model_signatures SET parameters_hmac = NULL")
+            statuses = dict(conn.execute("SELECT version, ml_private.model_signature_status(model_name, version)"
+                                         " FROM ml_model_versions ORDER BY version").fetchall())
+            assert statuses == {1: "unsigned", 2: "unsigned"}
+            pgmlkit.run_sql_file("04_training.sql", conn)
+            statuses = dict(conn.execute("SELECT version, ml_private.model_signature_status(model_name, version)"
+                                         " FROM ml_model_versions ORDER BY version").fetchall())
+            assert statuses == {1: "valid", 2: "valid"}   # v1's tampered numbers too: trust on first use, as adoption
+            assert conn.execute("SELECT predict_purchase_cached(30, 60000, 720)").fetchone()[0] == pytest.approx(genuine)

@@ -17,7 +17,7 @@ from .config import KIT_ROOT, database_url, kit_settings
 CHECKED_PACKAGES = ("scikit-learn", "numpy", "pandas", "scipy", "joblib", "skops")
 FIX_SERVER = "the server's packages differ from the pins: `make db-destroy && make db` rebuilds them from requirements/server.txt"
 FIX_UNSIGNED = ("retrain each model (SELECT train_purchase_model(name);) so the training path signs it; a 'mismatch' means "
-                "its bytes changed after they were signed: find out who wrote them before anything else")
+                "its bytes or coefficients changed after they were signed: find out who wrote them before anything else")
 FIX_CLIENT = "the kernel's packages differ from the pins: `make clean && make venv` rebuilds .venv, then restart the kernel"
 
 

@@ -25,7 +25,7 @@ import warnings
 from dataclasses import dataclass
 from importlib import metadata
 
-__all__ = ["ModelRefused", "Registered", "model_hmac", "verify", "deserialise", "load_verified",
+__all__ = ["ModelRefused", "Registered", "model_hmac", "parameters_hmac", "verify", "deserialise", "load_verified",
            "load", "load_deployed", "MAX_MODEL_BYTES", "CHECKED_LIBRARIES"]
 
 MAX_MODEL_BYTES = 50 * 1024 * 1024          # the default of ml_registry_limits (sql/04)
@@ -70,6 +70,14 @@ def model_hmac(key: bytes, model_name: str, version: int | None, library_version
     """HMAC-SHA256 over name, version, library versions and bytes: a signed model cannot be moved
     to another name or version, nor claim other libraries. ml_private.model_hmac (sql/04) calls this."""
     message = f"{model_name}\x00{version}\x00{library_versions}\x00".encode() + bytes(data)
+    return hmac.new(bytes(key), message, hashlib.sha256).hexdigest()
+
+
+def parameters_hmac(key: bytes, model_name: str, version: int, parameters: str) -> str:
+    """HMAC-SHA256 over the registry's learned numbers (ml_model_versions.parameters, jsonb text as stored):
+    sql/05's linear fast path predicts from them without reading the bytes, so they are signed too.
+    A message of its own kind ("parameters"), so it can never be mistaken for a signature of bytes."""
+    message = f"parameters\x00{model_name}\x00{version}\x00{parameters}".encode()
     return hmac.new(bytes(key), message, hashlib.sha256).hexdigest()
 
 

@@ -10,8 +10,8 @@ path — the first call of a statement — so none of this runs per row.
                                 wrong_length, limits (a session may lower limits, as the tests do).
 
 A linear model with the registry's `parameters` (train_purchase_model writes them) is built from
-them: nothing is unpickled and scikit-learn is not imported, so a new session predicts in
-milliseconds. Any other model is loaded through ml_load_model() (sql/04), which checks it first.
+them, once their signature is checked (ml_private.model_signature_status, sql/04): nothing is
+unpickled and scikit-learn is not imported, so a new session predicts in milliseconds. Any other model is loaded through ml_load_model() (sql/04), which checks it first.
 plpy and GD are the calling session's, passed in: this module imports nothing of PL/Python's.
 """
 from __future__ import annotations
@@ -38,6 +38,7 @@ PLANS = {
     "meta": ("SELECT algorithm, features, parameters, training_range FROM ml_model_versions"
              " WHERE model_name = $1 AND version = $2", ["text", "integer"]),
     "load": ("SELECT ml_load_model($1) AS version", ["text"]),
+    "signature": ("SELECT ml_private.model_signature_status($1, $2) AS status", ["text", "integer"]),
 }
 
 
@@ -70,7 +71,14 @@ def install(plpy, GD):
         e.name, e.version, e.sha256, e.marker = name, version, sha256, None
         if (algorithm in LINEAR_REGRESSORS and features and parameters and "intercept" in parameters
                 and sorted(parameters.get("coefficients") or {}) == sorted(features)):
-            # The registry holds the learned numbers: nothing to unpickle, no scikit-learn to import.
+            # The registry holds the learned numbers: nothing to unpickle, no scikit-learn to import —
+            # and they are signed with the bytes, so a hand-edited coefficient is refused like a planted pickle.
+            status = plans["signature"].execute([name, version])[0]["status"]
+            if status != "valid":
+                plpy.error(f"model {name!r} version {version}: signature {status}; refusing to predict from its "
+                           "registry coefficients", sqlstate="XX001",
+                           hint="Only the training path signs models: these numbers were written some other way. "
+                                "Retrain it (SELECT train_purchase_model(name);).")
             e.coefs = (float(parameters["intercept"]),) + tuple(float(parameters["coefficients"][f]) for f in features)
             e.predict, e.path = predictors.linear_row(e.coefs), "linear coefficients (registry)"
             e.n_features, e.features = len(features), list(features)
