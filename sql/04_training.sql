@@ -241,12 +241,12 @@ BEGIN
            FROM ml_model_versions v
           WHERE v.model_sha256 = encode(sha256(v.model_data), 'hex');
     END IF;
-    UPDATE ml_private.model_signatures s
-       SET parameters_hmac = ml_private.parameters_hmac(k.key, v.model_name, v.version, v.parameters)
-      FROM ml_model_versions v, ml_private.model_signing_key k
-     WHERE s.parameters_hmac IS NULL AND v.parameters IS NOT NULL
-       AND v.model_name = s.model_name AND v.version = s.version
-       AND s.hmac = ml_private.model_hmac(k.key, v.model_name, v.version, v.library_versions, v.model_data);
+    -- 'unsigned' with a signature row means exactly that: valid bytes, unsigned parameters.
+    PERFORM ml_private.sign_model_version(s.model_name, s.version)
+       FROM ml_private.model_signatures s
+       JOIN ml_model_versions v ON v.model_name = s.model_name AND v.version = s.version    -- not a stale row's
+      WHERE s.parameters_hmac IS NULL AND v.parameters IS NOT NULL
+        AND ml_private.model_signature_status(s.model_name, s.version) = 'unsigned';
 END;
 $$;
 

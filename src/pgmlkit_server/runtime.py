@@ -21,7 +21,7 @@ import time
 import types
 import warnings
 
-from . import predictors
+from . import loader, predictors
 from .linear import LINEAR_REGRESSORS
 from .predictors import NAN, Predictor
 
@@ -77,8 +77,7 @@ def install(plpy, GD):
             if status != "valid":
                 plpy.error(f"model {name!r} version {version}: signature {status}; refusing to predict from its "
                            "registry coefficients", sqlstate="XX001",
-                           hint="Only the training path signs models: these numbers were written some other way. "
-                                "Retrain it (SELECT train_purchase_model(name);).")
+                           hint=loader.FIX_SIGNED)           # the loader's refusal, word for word
             e.coefs = (float(parameters["intercept"]),) + tuple(float(parameters["coefficients"][f]) for f in features)
             e.predict, e.path = predictors.linear_row(e.coefs), "linear coefficients (registry)"
             e.n_features, e.features = len(features), list(features)
