@@ -36,6 +36,18 @@ else
     superuser_psql() { psql -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$KIT_PORT" -d postgres "$@"; }
 fi
 
+# One replica.sh at a time per replica: the notebook lanes of scripts/test_notebooks.sh reset their
+# databases at once, and each reset runs `up`. Unserialised, one run would read the config files the
+# other was half-way through rewriting, see a "change", and restart the replica under it.
+hold_the_lock() {
+    local lock_dir="$KIT_ROOT/.kit"
+    (( AS_ROOT )) && lock_dir=/run/lock
+    mkdir -p "$lock_dir"
+    exec 9>"$lock_dir/pg-ml-kit-$REPLICA_CLUSTER.lock"
+    flock -w 600 9 || fail "Another scripts/replica.sh has held the replica's lock for 10 minutes." \
+                          "Wait for it to finish, or stop it (fuser $lock_dir/pg-ml-kit-$REPLICA_CLUSTER.lock shows which)."
+}
+
 replica_exists() { [[ -f "$DATA_DIR/PG_VERSION" ]]; }
 replica_running() { replica_exists && as_owner "$PG_BIN/pg_ctl" -D "$DATA_DIR" status >/dev/null 2>&1; }
 primary_up() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$KIT_PORT"; }
@@ -216,6 +228,7 @@ wait_for_streaming() {
     return 1
 }
 
+case "${1:-up}" in up|stop|destroy) hold_the_lock ;; esac
 case "${1:-up}" in
     up)
         if replica_exists && ! primary_up; then

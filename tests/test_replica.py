@@ -124,3 +124,21 @@ def test_up_repairs_a_replica_that_does_not_stream(primary, replica_started):
     with psycopg.connect(replica_url(), autocommit=True) as again:
         assert again.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()[0] == "streaming"
         assert f"port={pgmlkit.kit_settings()['KIT_PORT']}" in again.execute("SHOW primary_conninfo").fetchone()[0]
+
+
+def test_concurrent_ups_leave_a_running_replica_alone(replica_started):
+    """Notebook lanes reset their databases at once and each reset runs `up`: none may restart the replica.
+
+    Before replica.sh took a lock, one run read the config files another was rewriting, saw a "change"
+    and restarted the replica under it (CI: "Cluster data directory is unknown").
+    """
+    script = str(pgmlkit.KIT_ROOT / "scripts" / "replica.sh")
+    for _ in range(3):
+        runs = [subprocess.Popen([script, "up"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                for _ in range(4)]
+        for run in runs:
+            stderr = run.communicate(timeout=600)[1]
+            assert run.returncode == 0, stderr
+            assert "Restarting" not in stderr, stderr
+    with psycopg.connect(replica_url(), autocommit=True) as again:
+        assert again.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()[0] == "streaming"
