@@ -43,9 +43,11 @@ hold_the_lock() {
     local lock_dir="$KIT_ROOT/.kit"
     (( AS_ROOT )) && lock_dir=/run/lock
     mkdir -p "$lock_dir"
+    # fd 9 holds the lock: every command that starts the server closes it (9>&-), or the server would
+    # inherit it and hold the lock for as long as it runs.
     exec 9>"$lock_dir/pg-ml-kit-$REPLICA_CLUSTER.lock"
     flock -w 600 9 || fail "Another scripts/replica.sh has held the replica's lock for 10 minutes." \
-                          "Wait for it to finish, or stop it (fuser $lock_dir/pg-ml-kit-$REPLICA_CLUSTER.lock shows which)."
+                          "Wait for it to finish, or stop it (fuser -v $lock_dir/pg-ml-kit-$REPLICA_CLUSTER.lock 2>/dev/null names its process)."
 }
 
 replica_exists() { [[ -f "$DATA_DIR/PG_VERSION" ]]; }
@@ -169,7 +171,7 @@ write_config() {
     if [[ -n "$before" && "$before" != "$(cat "$conf_file" "$env_file")" ]] && replica_running; then
         step "Restarting the replica: its settings or server environment changed (e.g. the primary's limits or packages)"
         if (( AS_ROOT )); then
-            pg_ctlcluster "$PG_MAJOR" "$REPLICA_CLUSTER" restart -m fast
+            pg_ctlcluster "$PG_MAJOR" "$REPLICA_CLUSTER" restart -m fast 9>&-
         else
             "$PG_BIN/pg_ctl" -D "$DATA_DIR" -m fast -w stop >/dev/null
             start_replica
@@ -184,12 +186,12 @@ start_replica() {
     fi
     step "Starting the replica on port $REPLICA_PORT (log: $LOG)"
     if (( AS_ROOT )); then
-        pg_ctlcluster "$PG_MAJOR" "$REPLICA_CLUSTER" start \
+        pg_ctlcluster "$PG_MAJOR" "$REPLICA_CLUSTER" start 9>&- \
             || fail "The replica did not start." "Read $LOG for the reason (make replica-destroy && make replica starts over)."
     else
         mkdir -p -m 700 "$SOCKET_DIR"
         env $(server_env | sed -E "s/ *= *'?([^']*)'?$/=\1/") \
-            "$PG_BIN/pg_ctl" -D "$DATA_DIR" -l "$LOG" -w start >/dev/null \
+            "$PG_BIN/pg_ctl" -D "$DATA_DIR" -l "$LOG" -w start >/dev/null 9>&- \
             || fail "The replica did not start." "Read $LOG for the reason (scripts/replica.sh destroy && scripts/replica.sh up starts over)."
     fi
 }

@@ -130,14 +130,23 @@ def test_concurrent_ups_leave_a_running_replica_alone(replica_started):
     """Notebook lanes reset their databases at once and each reset runs `up`: none may restart the replica.
 
     Before replica.sh took a lock, one run read the config files another was rewriting, saw a "change"
-    and restarted the replica under it (CI: "Cluster data directory is unknown").
+    and restarted the replica under it (CI: "Cluster data directory is unknown"). And a replica started
+    under the lock must not keep it (a server inherits open files): the next `up` would wait forever.
     """
     script = str(pgmlkit.KIT_ROOT / "scripts" / "replica.sh")
+    cluster = os.environ.get("REPLICA_CLUSTER", pgmlkit.kit_settings()["KIT_CLUSTER"] + "_replica")
+    lock = (f"/run/lock/pg-ml-kit-{cluster}.lock" if os.geteuid() == 0
+            else str(pgmlkit.KIT_ROOT / ".kit" / f"pg-ml-kit-{cluster}.lock"))
+    assert subprocess.run([script, "stop"], capture_output=True).returncode == 0
+    started = subprocess.run([script, "up"], capture_output=True, text=True, timeout=600)
+    assert started.returncode == 0, started.stderr
+    free = subprocess.run(["flock", "--nonblock", lock, "true"], capture_output=True, text=True)
+    assert free.returncode == 0, f"the replica's lock is still held after `up` returned: {lock}"
     for _ in range(3):
         runs = [subprocess.Popen([script, "up"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                 for _ in range(4)]
         for run in runs:
-            stderr = run.communicate(timeout=600)[1]
+            stderr = run.communicate(timeout=120)[1]
             assert run.returncode == 0, stderr
             assert "Restarting" not in stderr, stderr
     with psycopg.connect(replica_url(), autocommit=True) as again:
