@@ -120,7 +120,7 @@ LANGUAGE plpgsql
 AS $$
 BEGIN
     RAISE EXCEPTION '% rows are immutable (model %, version %)', TG_TABLE_NAME, OLD.model_name, OLD.version
-        USING HINT = 'Train or write a new version instead; deploy an older one with ml_promote(name, version).';
+        USING HINT = 'Train or write a new version instead. To deploy an older one, insert it into ml_models from ml_model_versions (sql/07: SELECT ml_promote(name, version);).';
 END;
 $$;
 DROP TRIGGER IF EXISTS ml_model_versions_immutable ON ml_model_versions;
