@@ -203,7 +203,7 @@ AS $$
     RETURNING hmac
 $$;
 
--- 'valid', 'unsigned', 'mismatch' or 'no key', for the bytes and the parameters together: the same
+-- 'valid', 'unsigned', 'mismatch', 'no key' or 'not registered', for the bytes and the parameters together: the same
 -- verdict as the loader's, for audits (the setup check, notebook 09) and for sql/05's fast path, which
 -- predicts from the parameters. The loader itself checks the bytes' HMAC in Python.
 CREATE OR REPLACE FUNCTION ml_private.model_signature_status(p_model_name text, p_version integer)
@@ -213,6 +213,7 @@ SECURITY DEFINER
 SET search_path = ml_private, pg_temp
 AS $$
     SELECT CASE WHEN k.key IS NULL THEN 'no key'
+                WHEN v.version IS NULL THEN 'not registered'       -- e.g. a deleted version's signature
                 WHEN s.hmac IS NULL THEN 'unsigned'
                 WHEN s.hmac IS DISTINCT FROM ml_private.model_hmac(k.key, v.model_name, v.version, v.library_versions,
                                                                     v.model_data) THEN 'mismatch'
@@ -244,7 +245,7 @@ BEGIN
     -- 'unsigned' with a signature row means exactly that: valid bytes, unsigned parameters.
     PERFORM ml_private.sign_model_version(s.model_name, s.version)
        FROM ml_private.model_signatures s
-       JOIN ml_model_versions v ON v.model_name = s.model_name AND v.version = s.version    -- not a stale row's
+       JOIN ml_model_versions v ON v.model_name = s.model_name AND v.version = s.version
       WHERE s.parameters_hmac IS NULL AND v.parameters IS NOT NULL
         AND ml_private.model_signature_status(s.model_name, s.version) = 'unsigned';
 END;
