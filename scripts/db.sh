@@ -16,6 +16,15 @@ case "$backend" in
 esac
 url="${DATABASE_URL:-$KIT_URL}"
 
+# One up/reset/destroy of the native cluster at a time: the notebook lanes reset two databases at
+# once, and a bootstrap's ALTER ROLE must not meet another reset's checks. `flock -o` keeps the lock
+# in flock itself, so a server started meanwhile does not inherit it.
+if [[ "$backend" == native && "${1:-up}" =~ ^(up|reset|destroy)$ && -z "${KIT_DB_LOCKED:-}" ]]; then
+    lock_dir="$KIT_ROOT/.kit"; (( EUID == 0 )) && lock_dir=/run/lock
+    mkdir -p "$lock_dir"
+    exec env KIT_DB_LOCKED=1 flock -o -w 900 "$lock_dir/pg-ml-kit-$KIT_CLUSTER.lock" "$0" "$@"
+fi
+
 # One DO block that imports what the lessons need, inside the server: the proof that PL/Python
 # sees the pinned packages.
 check_server() {
@@ -24,7 +33,11 @@ check_server() {
         fail "Cannot connect to $url: ${out##*FATAL:  }" \
              "Start the database with make db (KIT_BACKEND=$backend), or correct DATABASE_URL."
     fi
-    if ! out=$(psql "$url" -XAtq -v ON_ERROR_STOP=1 -c "SELECT 1 FROM pg_extension WHERE extname = 'plpython3u'" 2>&1) || [[ "$out" != 1 ]]; then
+    if ! out=$(psql "$url" -XAtq -v ON_ERROR_STOP=1 -c "SELECT 1 FROM pg_extension WHERE extname = 'plpython3u'" 2>&1); then
+        fail "Cannot connect to $url: ${out##*FATAL:  }" \
+             "Start the database with make db (KIT_BACKEND=$backend), or correct DATABASE_URL."
+    fi
+    if [[ "$out" != 1 ]]; then
         fail "The extension plpython3u is missing in $url." \
              "make db-reset re-runs the superuser step (or, as a superuser: CREATE EXTENSION plpython3u;)."
     fi
