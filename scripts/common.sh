@@ -24,3 +24,19 @@ port_in_use() {
 
 # sha256 of the given files together: a stamp that says "installed from exactly these pins".
 pins_stamp() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+# run_locked NAME SCRIPT ARGS...: run SCRIPT ARGS again while holding the kit's lock NAME, and exit
+# with its status (a script calls this first, with "$0" "$@"; inside, the lock is already held).
+# flock -o keeps the lock in flock itself: the script, and any server it starts, never inherit it.
+run_locked() {
+    local name="$1" dir="$KIT_ROOT/.kit" status=0; shift
+    [[ ":${KIT_LOCKS_HELD:-}:" == *":$name:"* ]] && return 0
+    (( EUID == 0 )) && dir=/run/lock
+    mkdir -p "$dir"
+    KIT_LOCKS_HELD="${KIT_LOCKS_HELD:-}:$name" flock -o -E 75 -w 900 "$dir/pg-ml-kit-$name.lock" "$@" || status=$?
+    if (( status == 75 )); then
+        fail "Another kit script has held the lock '$name' for 15 minutes." \
+             "Wait for it to finish, or stop it (fuser -v $dir/pg-ml-kit-$name.lock 2>/dev/null names its process)."
+    fi
+    exit "$status"
+}

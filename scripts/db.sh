@@ -17,22 +17,14 @@ esac
 url="${DATABASE_URL:-$KIT_URL}"
 
 # One up/reset/destroy of the native cluster at a time: the notebook lanes reset two databases at
-# once, and a bootstrap's ALTER ROLE must not meet another reset's checks. `flock -o` keeps the lock
-# in flock itself, so a server started meanwhile does not inherit it.
-if [[ "$backend" == native && "${1:-up}" =~ ^(up|reset|destroy)$ && -z "${KIT_DB_LOCKED:-}" ]]; then
-    lock_dir="$KIT_ROOT/.kit"; (( EUID == 0 )) && lock_dir=/run/lock
-    mkdir -p "$lock_dir"
-    exec env KIT_DB_LOCKED=1 flock -o -w 900 "$lock_dir/pg-ml-kit-$KIT_CLUSTER.lock" "$0" "$@"
-fi
+# once, and one reset's bootstrap (ALTER ROLE) must not meet another's checks.
+if [[ "$backend" == native && "${1:-up}" =~ ^(up|reset|destroy)$ ]]; then run_locked "$KIT_CLUSTER" "$0" "$@"; fi
 
 # One DO block that imports what the lessons need, inside the server: the proof that PL/Python
 # sees the pinned packages.
 check_server() {
     local out
-    if ! out=$(psql "$url" -XAtq -v ON_ERROR_STOP=1 -c "SELECT 1" 2>&1); then
-        fail "Cannot connect to $url: ${out##*FATAL:  }" \
-             "Start the database with make db (KIT_BACKEND=$backend), or correct DATABASE_URL."
-    fi
+    # A failed query is reported as what it is, never as a missing extension.
     if ! out=$(psql "$url" -XAtq -v ON_ERROR_STOP=1 -c "SELECT 1 FROM pg_extension WHERE extname = 'plpython3u'" 2>&1); then
         fail "Cannot connect to $url: ${out##*FATAL:  }" \
              "Start the database with make db (KIT_BACKEND=$backend), or correct DATABASE_URL."

@@ -36,20 +36,6 @@ else
     superuser_psql() { psql -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$KIT_PORT" -d postgres "$@"; }
 fi
 
-# One replica.sh at a time per replica: the notebook lanes of scripts/test_notebooks.sh reset their
-# databases at once, and each reset runs `up`. Unserialised, one run would read the config files the
-# other was half-way through rewriting, see a "change", and restart the replica under it.
-hold_the_lock() {
-    local lock_dir="$KIT_ROOT/.kit"
-    (( AS_ROOT )) && lock_dir=/run/lock
-    mkdir -p "$lock_dir"
-    # fd 9 holds the lock: every command that starts the server closes it (9>&-), or the server would
-    # inherit it and hold the lock for as long as it runs.
-    exec 9>"$lock_dir/pg-ml-kit-$REPLICA_CLUSTER.lock"
-    flock -w 600 9 || fail "Another scripts/replica.sh has held the replica's lock for 10 minutes." \
-                          "Wait for it to finish, or stop it (fuser -v $lock_dir/pg-ml-kit-$REPLICA_CLUSTER.lock 2>/dev/null names its process)."
-}
-
 replica_exists() { [[ -f "$DATA_DIR/PG_VERSION" ]]; }
 replica_running() { replica_exists && as_owner "$PG_BIN/pg_ctl" -D "$DATA_DIR" status >/dev/null 2>&1; }
 primary_up() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$KIT_PORT"; }
@@ -171,7 +157,7 @@ write_config() {
     if [[ -n "$before" && "$before" != "$(cat "$conf_file" "$env_file")" ]] && replica_running; then
         step "Restarting the replica: its settings or server environment changed (e.g. the primary's limits or packages)"
         if (( AS_ROOT )); then
-            pg_ctlcluster "$PG_MAJOR" "$REPLICA_CLUSTER" restart -m fast 9>&-
+            pg_ctlcluster "$PG_MAJOR" "$REPLICA_CLUSTER" restart -m fast
         else
             "$PG_BIN/pg_ctl" -D "$DATA_DIR" -m fast -w stop >/dev/null
             start_replica
@@ -186,12 +172,12 @@ start_replica() {
     fi
     step "Starting the replica on port $REPLICA_PORT (log: $LOG)"
     if (( AS_ROOT )); then
-        pg_ctlcluster "$PG_MAJOR" "$REPLICA_CLUSTER" start 9>&- \
+        pg_ctlcluster "$PG_MAJOR" "$REPLICA_CLUSTER" start \
             || fail "The replica did not start." "Read $LOG for the reason (make replica-destroy && make replica starts over)."
     else
         mkdir -p -m 700 "$SOCKET_DIR"
         env $(server_env | sed -E "s/ *= *'?([^']*)'?$/=\1/") \
-            "$PG_BIN/pg_ctl" -D "$DATA_DIR" -l "$LOG" -w start >/dev/null 9>&- \
+            "$PG_BIN/pg_ctl" -D "$DATA_DIR" -l "$LOG" -w start >/dev/null \
             || fail "The replica did not start." "Read $LOG for the reason (scripts/replica.sh destroy && scripts/replica.sh up starts over)."
     fi
 }
@@ -230,7 +216,10 @@ wait_for_streaming() {
     return 1
 }
 
-case "${1:-up}" in up|stop|destroy) hold_the_lock ;; esac
+# One replica.sh at a time per replica: the notebook lanes of scripts/test_notebooks.sh reset their
+# databases at once, and each reset runs `up`. Unserialised, one run would read the config files the
+# other was half-way through rewriting, see a "change", and restart the replica under it.
+case "${1:-up}" in up|stop|destroy) run_locked "$REPLICA_CLUSTER" "$0" "$@" ;; esac
 case "${1:-up}" in
     up)
         if replica_exists && ! primary_up; then

@@ -11,7 +11,8 @@ path — the first call of a statement — so none of this runs per row.
 
 A linear model with the registry's `parameters` (train_purchase_model writes them) is built from
 them, once their signature is checked (ml_private.model_signature_status, sql/04): nothing is
-unpickled and scikit-learn is not imported, so a new session predicts in milliseconds. Any other model is loaded through ml_load_model() (sql/04), which checks it first.
+unpickled and scikit-learn is not imported, so a new session predicts in milliseconds. Any other
+model is loaded through ml_load_model() (sql/04), which checks it first.
 plpy and GD are the calling session's, passed in: this module imports nothing of PL/Python's.
 """
 from __future__ import annotations
