@@ -8,12 +8,7 @@
 -- deployment uses instead.
 SELECT format('CREATE ROLE %I LOGIN SUPERUSER PASSWORD %L', :'kit_user', :'kit_password')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'kit_user') \gexec
--- role_ready (set by scripts/native_db.sh when the role already logs in with this password as a
--- superuser): no ALTER ROLE, so a reset never rewrites the role while another database's sessions log in.
-\if :{?role_ready}
-\else
 SELECT format('ALTER ROLE %I LOGIN SUPERUSER PASSWORD %L', :'kit_user', :'kit_password') \gexec
-\endif
 SELECT format('CREATE DATABASE %I OWNER %I', :'kit_db', :'kit_user')
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'kit_db') \gexec
 

@@ -232,13 +232,8 @@ restart_cluster() {
 
 bootstrap() {
     step "Creating role '$KIT_USER', database '$KIT_DB' and extension plpython3u (superuser step)"
-    local ready=()
-    if [[ "$(PGPASSWORD="$KIT_PASSWORD" psql -XAtq -h 127.0.0.1 -p "$KIT_PORT" -U "$KIT_USER" -d postgres \
-             -c "SELECT rolsuper FROM pg_roles WHERE rolname = current_user" 2>/dev/null)" == t ]]; then
-        ready=(-v role_ready=1)
-    fi
     superuser_psql -d postgres -v kit_user="$KIT_USER" -v kit_password="$KIT_PASSWORD" -v kit_db="$KIT_DB" \
-        "${ready[@]}" -f - < "$KIT_ROOT/scripts/bootstrap.sql" >&2
+        -f - < "$KIT_ROOT/scripts/bootstrap.sql" >&2
 }
 
 case "${1:-up}" in
