@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help lab test test-isolated db db-stop db-reset db-destroy venv check bench slides html navigation replica replica-stop clean
+.PHONY: help lab test test-browser test-isolated db db-stop db-reset db-destroy venv check bench slides html navigation replica replica-stop clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -17,6 +17,10 @@ test: db venv  ## provision everything, then every test (random order) and every
 	$(PY) -m pgmlkit.check
 	scripts/test_modules.sh
 	scripts/test_notebooks.sh
+	scripts/test_browser.sh
+
+test-browser: db venv  ## the attendee's path in chromium: JupyterLab Run All, chart, %sql table, exercise, slides, pages
+	scripts/test_browser.sh
 
 test-isolated: db venv  ## each test module alone on a freshly reset database (no test leans on another's rows)
 	scripts/test_isolated.sh
