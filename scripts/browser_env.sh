@@ -8,16 +8,24 @@ source "$(dirname "$0")/common.sh"
 VENV="$KIT_ROOT/.venv"
 CHROMIUM="${KIT_CHROMIUM:-/usr/bin/chromium}"
 
-if [[ ! -x "$CHROMIUM" ]]; then
+# Debian's chromium, and an emoji font: the exercise checks print ✅/❌, which an attendee's browser shows.
+missing=()
+[[ -x "$CHROMIUM" ]] || missing+=(chromium)
+if command -v dpkg-query >/dev/null; then
+    for package in fonts-dejavu-core fonts-noto-color-emoji; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed' || missing+=("$package")
+    done
+fi
+if (( ${#missing[@]} )); then
     [[ -f /etc/debian_version ]] && command -v apt-get >/dev/null \
         || fail "The browser test needs chromium, and this is not Debian/Ubuntu, so the kit cannot install it." \
                 "Install Chromium and run again with KIT_CHROMIUM=/path/to/chromium make test-browser"
     sudo=""
     (( EUID == 0 )) || sudo="sudo"
-    step "Installing Debian's chromium for the browser test with apt-get (a minute or two, once)"
+    step "Installing ${missing[*]} for the browser test with apt-get (a minute or two, once)"
     $sudo apt-get update -q >&2 || true
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core >&2 \
-        || fail "apt-get could not install chromium." "Install it yourself, or point KIT_CHROMIUM at a Chromium binary."
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 \
+        || fail "apt-get could not install ${missing[*]}." "Install them yourself, or point KIT_CHROMIUM at a Chromium binary."
 fi
 
 stamp=$(pins_stamp "$KIT_ROOT/requirements/browser.txt")

@@ -11,9 +11,21 @@ python_bin="$(command -v "/usr/bin/python$PYTHON_MINOR" || command -v "python$PY
 [[ -n "$python_bin" ]] || fail "python$PYTHON_MINOR is not on PATH; the notebook kernel must run the same Python minor as PL/Python in the server." \
     "Install Python $PYTHON_MINOR (Debian/Ubuntu: sudo apt-get install python$PYTHON_MINOR python$PYTHON_MINOR-venv; or use conda: conda env create -f environment.yml)."
 
+# A workshop's JupyterLab should not phone home either, nor ask 30 attendees at once whether it may
+# (the "official Jupyter news" prompt). Written on every run: cheap, and older .venvs get it too.
+lab_settings() {
+    mkdir -p "$VENV/share/jupyter/lab/settings"
+    cat > "$VENV/share/jupyter/lab/settings/overrides.json" <<'JSON'
+{
+  "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}
+}
+JSON
+}
+
 stamp=$(pins_stamp "$KIT_ROOT/requirements/client.txt" "$KIT_ROOT/requirements/server.txt" "$KIT_ROOT/setup.cfg")
 if [[ -f "$VENV/.kit-pins" && "$(cat "$VENV/.kit-pins")" == "$stamp" ]]; then
     info "client environment matches requirements/client.txt (.venv)"
+    lab_settings
     exit 0
 fi
 step "Creating the client environment .venv with $python_bin (a few minutes, once)"
@@ -36,3 +48,4 @@ spec["env"] = {"PLOOMBER_STATS_ENABLED": "false", "MPLBACKEND": "module://matplo
 json.dump(spec, open(sys.argv[1], "w"), indent=1)
 PY
 echo "$stamp" > "$VENV/.kit-pins"
+lab_settings

@@ -50,7 +50,14 @@ def shot(page, name: str) -> None:
 def lab_url(tmp_path_factory):
     """`make lab`'s server on a free port; yields the URL it prints (token included)."""
     workspaces = tmp_path_factory.mktemp("workspaces")     # a first visit: no layout restored from earlier
-    env = {**os.environ, "KIT_LAB_PORT": str(free_port()), "JUPYTERLAB_WORKSPACES_DIR": str(workspaces)}
+    # Autosave off, for the test only: a notebook that runs longer than its 2-minute interval must not
+    # overwrite the course's notebooks (and their stored outputs) with this run's.
+    settings = tmp_path_factory.mktemp("lab-settings")
+    (settings / "@jupyterlab" / "docmanager-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "docmanager-extension" / "plugin.jupyterlab-settings").write_text('{"autosave": false}')
+    env = {**os.environ, "KIT_LAB_PORT": str(free_port()), "JUPYTERLAB_WORKSPACES_DIR": str(workspaces),
+           "JUPYTERLAB_SETTINGS_DIR": str(settings)}
+    before = {path: path.read_bytes() for path in NOTEBOOKS.rglob("*.ipynb")}
     process = subprocess.Popen([str(KIT_ROOT / "scripts" / "lab.sh")], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     printed, url = "", None
@@ -77,6 +84,8 @@ def lab_url(tmp_path_factory):
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+    changed = [path.name for path, data in before.items() if path.read_bytes() != data]
+    assert not changed, f"the browser session wrote to the course's notebooks: {changed}"
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +97,7 @@ def browser():
 
 
 @pytest.fixture()
-def page(browser, request):
+def page(browser, lab_url, request):
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     context.set_default_timeout(60_000)
     tab = context.new_page()
@@ -96,7 +105,7 @@ def page(browser, request):
     if getattr(request.node, "call_failed", False):
         shot(tab, f"FAILED-{request.node.name}")
     context.close()
-    shut_down_kernels(request.getfixturevalue("lab_url"))
+    shut_down_kernels(lab_url)
 
 
 def shut_down_kernels(lab_url: str) -> None:
@@ -209,6 +218,11 @@ def replace_and_run(page, cell, source: str | None) -> None:
     wait_until_idle(page, 120)
 
 
+def centre(locator) -> None:
+    """Scroll the element to the middle of the notebook, for the screenshot."""
+    locator.evaluate("element => element.scrollIntoView({block: 'center'})")
+
+
 def output_text(cell) -> str:
     return "\n".join(cell.locator(".jp-OutputArea-output").all_text_contents())
 
@@ -227,7 +241,9 @@ def test_setup_check_runs_all_from_the_file_browser_with_the_kit_kernel(page, la
                      for out in cell.get("outputs", []))
         assert rendered == stored, f"{rendered} {mark} lines rendered, the stored notebook has {stored}"
     assert "[ OK ]" in "".join(text)
-    page.locator(".jp-OutputArea-output", has_text="[ OK ]").first.scroll_into_view_if_needed()
+    centre(page.locator(".jp-OutputArea-output", has_text="[ OK ]").first)
+    # scripts/client_env.sh's overrides.json: no "official Jupyter news" prompt in front of 30 attendees
+    assert page.get_by_text("official Jupyter news").count() == 0
     shot(page, "02_setup_check_all_ok")
 
 
@@ -242,7 +258,7 @@ def test_sample_data_chart_renders_and_an_exercise_goes_from_hint_to_solved(page
     for i in range(images.count()):
         size = images.nth(i).evaluate("img => [img.naturalWidth, img.naturalHeight, img.getBoundingClientRect().width]")
         assert min(size) > 0, f"chart {i} rendered with size {size}"
-    images.last.scroll_into_view_if_needed()
+    centre(images.last)
     shot(page, "03_sample_data_chart")
 
     # Exercise 02.1: a wrong answer shows the hint ...
@@ -251,6 +267,7 @@ def test_sample_data_chart_renders_and_an_exercise_goes_from_hint_to_solved(page
     replace_and_run(page, answer, "answer = 1000")
     replace_and_run(page, check, None)
     assert "❌ Not yet" in output_text(check) and "sample_data_truth()" in output_text(check)
+    centre(check)
     shot(page, "04_exercise_hint")
     # ... and the solution, loaded with %load (run once to load, once to run), passes the check.
     solution = code_cell(page, "# %load solutions/02_1.py")
@@ -261,6 +278,7 @@ def test_sample_data_chart_renders_and_an_exercise_goes_from_hint_to_solved(page
     replace_and_run(page, check, None)
     assert "✅ Correct" in output_text(check), output_text(check)
     assert not rendered_errors(page)
+    centre(check)
     shot(page, "05_exercise_solved")
 
 
@@ -275,7 +293,7 @@ def test_prediction_renders_the_talks_sql_result_table(page, lab_url):
     rows = table_cell.locator(".jp-RenderedHTMLCommon table tbody tr")
     assert rows.count() == 5
     assert all(cell.strip() for cell in rows.first.locator("td").all_text_contents())
-    table_cell.scroll_into_view_if_needed()
+    centre(table_cell.locator(".jp-RenderedHTMLCommon table"))
     shot(page, "06_prediction_sql_table")
 
 
