@@ -9,8 +9,10 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
 PG_BIN="/usr/lib/postgresql/$PG_MAJOR/bin"
+# pgbouncer: notebook 08 and `make bench` measure connection churn through it (started on a free port
+# only while they measure; the package's own service is disabled after installing, see ensure_packages).
 PACKAGES=("postgresql-$PG_MAJOR" "postgresql-plpython3-$PG_MAJOR" "postgresql-$PG_MAJOR-cron"
-          "postgresql-client-$PG_MAJOR" "python$PYTHON_MINOR-venv")
+          "postgresql-client-$PG_MAJOR" "python$PYTHON_MINOR-venv" pgbouncer)
 
 if [[ $EUID -eq 0 ]]; then
     AS_ROOT=1
@@ -47,7 +49,7 @@ ensure_packages() {
     for p in "${PACKAGES[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
-    (( ${#missing[@]} == 0 )) && { info "packages: PostgreSQL $PG_MAJOR, PL/Python, pg_cron present"; return; }
+    (( ${#missing[@]} == 0 )) && { info "packages: PostgreSQL $PG_MAJOR, PL/Python, pg_cron, pgbouncer present"; return; }
     if ! command -v apt-get >/dev/null || [[ ! -f /etc/debian_version ]]; then
         fail "No Docker engine answers, and this is not Debian/Ubuntu, so the kit cannot install PostgreSQL $PG_MAJOR with PL/Python natively." \
              "Install and start Docker Desktop/Engine, then run the same make command again; or point the kit at your own PostgreSQL $PG_MAJOR with plpython3u and Python $PYTHON_MINOR: KIT_BACKEND=external DATABASE_URL=postgresql://... make lab"
@@ -59,6 +61,11 @@ ensure_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 \
         || fail "apt-get could not install ${missing[*]}." \
                 "This release may not carry PostgreSQL $PG_MAJOR: add the PostgreSQL apt repository (see https://wiki.postgresql.org/wiki/Apt), or use Docker."
+    # Debian starts a system-wide pgbouncer on port 6432 after installing it; the kit starts its own when
+    # it measures, so it leaves none running on your machine.
+    if [[ " ${missing[*]} " == *" pgbouncer "* ]] && command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+        $sudo systemctl disable --now pgbouncer.service >/dev/null 2>&1 || true
+    fi
 }
 
 # The Python minor that PL/Python is linked against is the only one whose wheels it can import.

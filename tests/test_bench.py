@@ -140,7 +140,7 @@ TINY = dataclasses.replace(
     bench.QUICK, table_rows=2_000, train_rows=2_000, repeats=2, naive=20, bulk=1_000, rf_sklearn=5, rf_fast=20,
     rf_batch=200, insert=50, cold_repeats=1, client=500, http_row=10, http_batch=500, http_chunk=200, http_rf=3,
     check=50, model_row={a: 5 for a in bench.ALGORITHMS}, model_batch=100,
-    training={"linear": [1_000]}, training_repeats_up_to=1_000)
+    training={"linear": [1_000]}, training_repeats_up_to=1_000, churn_direct=2, churn_pooled=4)
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,8 @@ def tiny_run(bench_schema):
         conn.execute("SELECT use_prediction_trigger('statement')")      # a mode the run must restore
         bench.configure_session(conn)
         b = bench.Bench(conn, TINY, quick=True, log=lines.append)
-        document = b.run(only=set(bench.STEP_NAMES) - {"compiled"})      # that one is sql/10's
+        # compiled is sql/10's (tested there); orbital builds an environment of its own (test below)
+        document = b.run(only=set(bench.STEP_NAMES) - {"compiled", "orbital"})
         assert not any(line.endswith("models compiled to SQL (sql/10)") for line in lines)
         mode_after = conn.execute("SELECT prediction_trigger_mode()").fetchone()[0]
         conn.execute("SELECT use_prediction_trigger('none')")
@@ -178,7 +179,10 @@ def test_tiny_run_has_every_required_name_and_consistent_fields(tiny_run):
     assert model["pickled_bytes"] > by["model_linear"]["pickled_bytes"]
     assert model["memory_growth_kb"] == model["library_memory_kb"] + model["model_memory_kb"]
     assert 0 < model["holdout_r2"] <= 1
-    assert {t["name"] for t in document["targets"]} >= {"cached_vs_naive", "cold_start_linear"}
+    assert {t["name"] for t in document["targets"]} >= {"cached_vs_naive", "cold_start_linear", "churn_pooled"}
+    direct, pooled = by["churn_direct_rf"], by["churn_pgbouncer_rf"]
+    assert direct["server_backends"] == direct["requests"] == TINY.churn_direct     # a backend per connection
+    assert pooled["requests"] == TINY.churn_pooled and pooled["server_backends"] <= pooled["pool_size"] == 2
     assert mode_after == "statement", "the run must restore the trigger mode it found"
 
 
@@ -253,6 +257,46 @@ def test_the_bench_modules_import_each_other_without_a_circle():
         return any(n == goal or (n not in seen and reaches(n, goal, (*seen, n))) for n in graph.get(start, ()))
     circles = [m for m in graph if reaches(m, m)]
     assert circles == [], f"modules in an import circle: {circles}"
+
+
+def test_churn_target_needs_the_ratio_and_the_pool_bound():
+    def churn(direct_s, pooled_s, backends):
+        return [bench.Result("churn_direct_rf", "churn", 1, [direct_s] * 3, "made up", {"server_backends": 8}),
+                bench.Result("churn_pgbouncer_rf", "churn", 1, [pooled_s] * 3, "made up",
+                             {"server_backends": backends, "pool_size": 2})]
+    assert targets(GOOD + churn(0.5, 0.001, 1))["churn_pooled"]["passed"]
+    assert not targets(GOOD + churn(0.5, 0.1, 1))["churn_pooled"]["passed"]        # only 5x
+    assert not targets(GOOD + churn(0.5, 0.001, 3))["churn_pooled"]["passed"]      # more backends than the pool
+
+
+def test_orbital_sql_gets_its_input_table_as_a_cte_in_front():
+    from pgmlkit.bench import peer
+    assert peer.with_input('WITH "t1" AS (SELECT 1 FROM "orbital_input") SELECT 2', "SELECT 3") == \
+        'WITH "orbital_input" AS (SELECT 3), "t1" AS (SELECT 1 FROM "orbital_input") SELECT 2'
+    assert peer.with_input('SELECT x % 2 FROM "orbital_input"', "SELECT 3") == \
+        'WITH "orbital_input" AS (SELECT 3) SELECT x %% 2 FROM "orbital_input"'
+
+
+def test_orbital_comparison_runs_the_peers_sql_per_row_and_finds_its_differences(bench_schema, conn):
+    """Our side of the comparison on the real database, with a query shaped like orbital's (orbital itself
+    runs in `make bench`): the LATERAL one-row form must pair each row with its own prediction."""
+    from pgmlkit.bench import peer
+    conn.execute("SELECT load_sample_customers(2000, 1)")
+    conn.execute("SELECT train_purchase_model('bench_peer_linear', 'linear', true, '{}', 0.2, 42, 2000)")
+    model = conn.execute("SELECT v.parameters FROM ml_models m JOIN ml_model_versions v USING (model_name, version)"
+                         " WHERE m.model_name = 'bench_peer_linear'").fetchone()[0]
+    k = model["coefficients"]
+    exact = (f'WITH "t1" AS (SELECT "t0"."age" * {k["age"]!r} + "t0"."income" * {k["income"]!r}'
+             f' + "t0"."credit_score" * {k["credit_score"]!r} AS "v" FROM "orbital_input" AS "t0")'
+             f' SELECT "t1"."v" + {model["intercept"]!r} AS "variable" FROM "t1"')
+    assert peer.max_abs_diff(conn, exact, "bench_peer_linear", 50) < 1e-6
+    off_by_age = exact.replace(f'* {k["age"]!r}', f'* {k["age"] + 1!r}')          # wrong by exactly the age
+    assert peer.max_abs_diff(conn, off_by_age, "bench_peer_linear", 50) == pytest.approx(
+        conn.execute("SELECT max(age) FROM (SELECT age FROM customer_data ORDER BY id LIMIT 50) s").fetchone()[0])
+    per_row = f"SELECT sum(o.variable) FROM ({peer.with_input(exact, peer.BENCH_ROWS)}) AS o"
+    assert conn.execute(per_row, [10]).fetchone()[0] == pytest.approx(
+        conn.execute("SELECT sum(ml_predict_sklearn('bench_peer_linear', ARRAY[age, income::float8, credit_score]))"
+                     " FROM (SELECT * FROM customer_data LIMIT 10) s").fetchone()[0])
 
 
 def test_compiled_sql_results_add_comparison_targets():

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..config import KIT_ROOT
-from . import compiled
+from . import compiled, peer
 from .harness import (FULL, QUICK, SESSION_SETTINGS, BenchError, Result, Sizes, backend_memory_after, batch_sql,
                       cold_start, configure_session, evaluate_targets, per_row_sql, short_number, time_sql,
                       timed_runs)
@@ -350,6 +350,24 @@ class Bench:
         self.cold("cold_start_rf", f"SELECT ml_predict('{FOREST_MODEL}', ARRAY[{a}, {i}, {c}]::float8[])",
                   "seconds to the first prediction on a new connection, the kit's forest path")
 
+    def measure_churn(self):
+        """Cold start is per backend: a client that connects per request pays it per request, unless a
+        pooler (PgBouncer, transaction mode) hands the requests to the few backends it keeps open."""
+        from ..config import database_url
+        from ..pooler import PgBouncer, churn
+
+        a, i, c = PROBE
+        sql = f"SELECT ml_predict('{FOREST_MODEL}', ARRAY[{a}, {i}, {c}]::float8[])"
+        direct = churn(database_url(), sql, self.sizes.churn_direct)
+        self.add("churn_direct_rf", "churn", 1, direct["seconds"],
+                 "seconds per request, a new connection each (connect + first forest prediction + close)",
+                 sql=sql, server_backends=direct["backends"], requests=self.sizes.churn_direct)
+        with PgBouncer(pool_size=2) as bouncer:
+            pooled = churn(bouncer.url, sql, self.sizes.churn_pooled)
+        self.add("churn_pgbouncer_rf", "churn", 1, pooled["seconds"],
+                 "the same requests, each a new client connection to PgBouncer (transaction pooling, 2 backends)",
+                 sql=sql, server_backends=pooled["backends"], pool_size=2, requests=self.sizes.churn_pooled)
+
     # ---- client side -----------------------------------------------------------------------------
     def client_model(self, model_name: str):
         """The deployed model's bytes from the registry, digest checked, unpickled in this process."""
@@ -490,6 +508,19 @@ class Bench:
                      ("name", "group", "rows", "samples", "description", "seconds", "us_per_row", "rows_per_s", "repeats")}
             self.add(doc["name"], doc["group"], doc["rows"], doc["samples"], doc["description"], **extra)
 
+    def measure_orbital(self):
+        """The same deployed models compiled by a peer, orbital, in an environment of its own (bench/peer.py)."""
+        for model_name in (LINEAR_MODEL, FOREST_MODEL):
+            if model_name not in self._models_on_disk:
+                self.client_model(model_name)              # checked against its sha256, written to disk
+        try:
+            results, findings = peer.run(self.conn, self._models_on_disk, self.sizes, log=self.log)
+        except Exception as error:                                # noqa: BLE001 — reported, then stop
+            raise BenchError(f"the orbital comparison (pgmlkit.bench.peer) failed: {type(error).__name__}: {error}") from error
+        self.checks["orbital"] = findings
+        for result in results:
+            self.add(result.name, result.group, result.rows, result.samples, result.description, **result.extra)
+
     # ---- models: complexity vs speed vs accuracy vs memory ---------------------------------------
     def measure_models(self):
         s = self.sizes
@@ -620,8 +651,10 @@ STEPS = (
     Step("forest", "random forest", "measure_forest"),
     Step("inserts", "inserts and triggers", "measure_inserts"),
     Step("cold_starts", "cold starts", "measure_cold_starts"),
+    Step("churn", "connection churn: direct vs PgBouncer", "measure_churn"),
     Step("client", "client and microservice", "measure_client"),
     Step("compiled", "models compiled to SQL (sql/10)", "measure_compiled"),
+    Step("orbital", "the same models compiled to SQL by orbital (a peer, its own environment)", "measure_orbital"),
     Step("models", "models: complexity vs speed vs accuracy", "measure_models"),
     Step("training", "training time vs rows", "measure_training"),
 )
