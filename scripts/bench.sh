@@ -8,11 +8,7 @@ cd "$KIT_ROOT"
 bench_db="${KIT_BENCH_DB:-${KIT_DB}_bench}"
 [[ "$bench_db" != "$KIT_DB" ]] || fail "KIT_BENCH_DB is the workshop database $KIT_DB; the benchmark would replace its rows and models." \
     "Unset KIT_BENCH_DB (default ${KIT_DB}_bench) or name another database."
-drop_bench_db() {
-    PGOPTIONS='-c client_min_messages=warning' psql "$(KIT_DB=postgres scripts/db.sh url)" -XAtq \
-        -c "DROP DATABASE IF EXISTS \"$bench_db\" WITH (FORCE)" >/dev/null || true
-}
 step "Benchmark database $bench_db: created fresh, dropped afterwards (the workshop database $KIT_DB is not touched)"
 KIT_DB="$bench_db" KIT_RESET_WITHOUT_RESTART=1 scripts/db.sh reset >/dev/null
-trap drop_bench_db EXIT
+trap 'drop_database "$bench_db"' EXIT
 KIT_DB="$bench_db" .venv/bin/python -m pgmlkit.bench "$@"

@@ -7,20 +7,14 @@ source "$(dirname "$0")/common.sh"
 VENV="$KIT_ROOT/.venv"
 
 # Prefer the system interpreter: on Debian it is the very Python that PL/Python embeds.
-python_bin="$(command -v "/usr/bin/python$PYTHON_MINOR" || command -v "python$PYTHON_MINOR" || true)"
+python_bin="$(kit_python)"
 [[ -n "$python_bin" ]] || fail "python$PYTHON_MINOR is not on PATH; the notebook kernel must run the same Python minor as PL/Python in the server." \
     "Install Python $PYTHON_MINOR (Debian/Ubuntu: sudo apt-get install python$PYTHON_MINOR python$PYTHON_MINOR-venv; or use conda: conda env create -f environment.yml)."
 
 # A workshop's JupyterLab should not phone home either, nor ask 30 attendees at once whether it may
-# (the "official Jupyter news" prompt). Written on every run: cheap, and older .venvs get it too.
-lab_settings() {
-    mkdir -p "$VENV/share/jupyter/lab/settings"
-    cat > "$VENV/share/jupyter/lab/settings/overrides.json" <<'JSON'
-{
-  "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}
-}
-JSON
-}
+# (the "official Jupyter news" prompt): scripts/lab-overrides.json, which the lab image copies too.
+# Copied on every run: cheap, and older .venvs get it too.
+lab_settings() { install -D -m 644 "$KIT_ROOT/scripts/lab-overrides.json" "$VENV/share/jupyter/lab/settings/overrides.json"; }
 
 stamp=$(pins_stamp "$KIT_ROOT/requirements/client.txt" "$KIT_ROOT/requirements/server.txt" "$KIT_ROOT/setup.cfg")
 if [[ -f "$VENV/.kit-pins" && "$(cat "$VENV/.kit-pins")" == "$stamp" ]]; then

@@ -22,6 +22,16 @@ port_in_use() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# drop_database NAME: drop one of the kit's side databases (a test lane's, the bench's, the browser test's),
+# sessions and all; quiet, and never an error (it runs from EXIT traps, where the server may be gone).
+drop_database() {
+    PGOPTIONS='-c client_min_messages=warning' psql "$(KIT_DB=postgres "$KIT_ROOT/scripts/db.sh" url)" -XAtq \
+        -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null 2>&1 || true
+}
+
+# kit_python: the system python$PYTHON_MINOR (on Debian the very Python that PL/Python embeds), or "".
+kit_python() { command -v "/usr/bin/python$PYTHON_MINOR" || command -v "python$PYTHON_MINOR" || true; }
+
 # sha256 of the given files together: a stamp that says "installed from exactly these pins".
 pins_stamp() { cat "$@" | sha256sum | cut -d' ' -f1; }
 

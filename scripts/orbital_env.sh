@@ -5,7 +5,7 @@
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 VENV="$KIT_ROOT/build/orbital-venv"
-python_bin="$(command -v "/usr/bin/python$PYTHON_MINOR" || command -v "python$PYTHON_MINOR" || true)"
+python_bin="$(kit_python)"
 [[ -n "$python_bin" ]] || fail "python$PYTHON_MINOR is not on PATH, so the bench cannot build its orbital environment." \
     "Install Python $PYTHON_MINOR (Debian/Ubuntu: sudo apt-get install python$PYTHON_MINOR-venv)."
 

@@ -9,13 +9,9 @@ mkdir -p build
 chromium=$(scripts/browser_env.sh | tail -1)
 browser_db="${KIT_DB}_browser"
 
-drop_browser_db() {
-    PGOPTIONS='-c client_min_messages=warning' psql "$(KIT_DB=postgres scripts/db.sh url)" -XAtq \
-        -c "DROP DATABASE IF EXISTS \"$browser_db\" WITH (FORCE)" >/dev/null 2>&1 || true
-}
 KIT_DB="$browser_db" KIT_RESET_WITHOUT_RESTART=1 scripts/db.sh reset > build/browser-reset.log 2>&1 \
     || { tail -20 build/browser-reset.log >&2; fail "could not create the browser test's database $browser_db" "make db-reset shows why"; }
-trap drop_browser_db EXIT
+trap 'drop_database "$browser_db"' EXIT
 rm -rf build/e2e
 step "The attendee's path in chromium (JupyterLab on $browser_db, slides, web pages); screenshots in build/e2e/"
 KIT_DB="$browser_db" KIT_CHROMIUM="$chromium" .venv/bin/python -m pytest tests/browser -p no:randomly -p no:cacheprovider \

@@ -23,13 +23,9 @@ done
 seed="${RANDOMLY_SEED:-$(( RANDOM * 32768 + RANDOM ))}"
 second_db="${KIT_DB}_tests"
 
-drop_second_db() {
-    PGOPTIONS='-c client_min_messages=warning' psql "$(KIT_DB=postgres scripts/db.sh url)" -XAtq \
-        -c "DROP DATABASE IF EXISTS \"$second_db\" WITH (FORCE)" >/dev/null 2>&1 || true
-}
 KIT_DB="$second_db" KIT_RESET_WITHOUT_RESTART=1 scripts/db.sh reset >/dev/null 2>&1 \
     || fail "could not create the second test database $second_db" "make db-reset shows why"
-trap drop_second_db EXIT
+trap 'drop_database "$second_db"' EXIT
 
 step "pytest in two lanes, random order (RANDOMLY_SEED=$seed repeats it): $KIT_DB and $second_db"
 PYTEST=("$PY" -m pytest -m "not notebook_run" -p randomly "--randomly-seed=$seed" --durations=5 "$@")

@@ -83,8 +83,7 @@ else
     (( count == ${#all[@]} )) || fail "scripts/test_notebooks.sh runs $count notebooks but notebooks/ has ${#all[@]}." \
         "Add the new notebook to ALONE, LANE1 or LANE2 in scripts/test_notebooks.sh."
     # The lane database is the run's own: leave nothing behind.
-    PGOPTIONS='-c client_min_messages=warning' psql "$(KIT_DB=postgres scripts/db.sh url)" -XAtq \
-        -c "DROP DATABASE IF EXISTS \"${KIT_DB}_lane2\" WITH (FORCE)" >/dev/null 2>&1 || true
+    drop_database "${KIT_DB}_lane2"
 fi
 passed=$(grep -c '^  PASS ' "$results" || true)
 failed=$(grep -c '^  FAIL ' "$results" || true)

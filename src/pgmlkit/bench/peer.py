@@ -1,7 +1,7 @@
 """A peer beside sql/10's compiler: the same deployed models compiled to SQL by orbital, timed the same way.
 
     from pgmlkit.bench import peer
-    results, max_abs_diff = peer.run(conn, models_on_disk, sizes)
+    results, findings = peer.run(conn, models_on_disk, sizes)   # findings: max_abs_diff, errors
 
 orbital (requirements/orbital.txt) lives in build/orbital-venv, which scripts/orbital_env.sh builds; the
 kit's own environments never see it. Its SQL reads a table; here that table is a CTE named like it, put
